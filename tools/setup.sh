@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# One-command setup of mfuse on Debian 12: apt packages, the project venv (.venv) with pinned PyPI
+# packages, and the Caffe fork (CPU; plus CUDA when nvcc and cuBLAS are present), built into a cache
+# directory outside the repo keyed by a hash of every build input and reused when the key matches.
+#
+#   bash tools/setup.sh [--no-cuda] [--no-apt]
+#
+# Environment: MFUSE_CACHE_DIR (default ~/.cache/mfuse), CAFFE_SOURCE_DIR (offline: an unpacked Caffe
+# orig tarball with Debian's debian/ folder), MFUSE_JOBS (compile jobs, default: number of cores).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MFUSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mfuse}"
+JOBS="${MFUSE_JOBS:-$(nproc)}"
+WITH_CUDA=auto
+WITH_APT=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-cuda) WITH_CUDA=0 ;;
+    --no-apt) WITH_APT=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+APT_PACKAGES=(build-essential cmake ccache patch xz-utils ca-certificates debian-archive-keyring
+  libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler
+  libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
+  libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopenblas-dev libopencv-dev
+  python3-dev python3-venv)
+
+T0=$SECONDS
+stage() { printf '[setup %s] %s (%ds)\n' "$1" "$2" "$((SECONDS - T0))"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    stage 1/4 "apt packages: all ${#APT_PACKAGES[@]} present"
+    return
+  fi
+  [ "$WITH_APT" = 1 ] || die "missing Debian packages (${missing[*]}) and --no-apt was given"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "missing Debian packages (${missing[*]}); run as root or install sudo"
+    sudo=sudo
+  fi
+  stage 1/4 "apt packages: installing ${missing[*]}"
+  $sudo apt-get update -q >/dev/null || die "apt-get update failed (network or sources.list?)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    >"$CACHE/apt-install.log" 2>&1 || die "apt-get install failed; see $CACHE/apt-install.log"
+}
+
+make_venv() {
+  local venv="$REPO/.venv" want have
+  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed (python3-venv?)"
+  want="$(cat "$REPO/requirements.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)"
+  have="$(cat "$venv/.mfuse-requirements" 2>/dev/null || true)"
+  if [ "$want" = "$have" ]; then
+    stage 2/4 "venv: .venv up to date"
+    return
+  fi
+  stage 2/4 "venv: installing requirements.txt into .venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip==25.3 || die "pip upgrade failed (PyPI reachable?)"
+  "$venv/bin/python" -m pip install -q -r "$REPO/requirements.txt" || die "pip install -r requirements.txt failed"
+  "$venv/bin/python" -m pip install -q --no-deps -e "$REPO" || die "pip install -e . failed"
+  echo "$want" >"$venv/.mfuse-requirements"
+}
+
+# The key covers every input of the fork build: upstream sums, patches, overlay, CMake files, options,
+# compilers, and the numpy whose headers pycaffe is compiled against.
+build_key() {
+  local variant="$1"
+  {
+    echo "variant=$variant"
+    (cd "$REPO" && find CMakeLists.txt cmake patches layers -type f -print0 | sort -z | xargs -0 sha256sum)
+    g++ --version | head -1
+    cmake --version | head -1
+    grep -E '^numpy==' "$REPO/requirements.txt"
+    /usr/bin/python3 --version
+    [ "$variant" = cuda ] && "$NVCC" --version | tail -2
+  } | sha256sum | cut -c1-16
+}
+
+build_fork() {
+  local variant="$1" key dir cuda_flag=OFF
+  key="$(build_key "$variant")"
+  dir="$CACHE/fork-$variant-$key"
+  [ "$variant" = cuda ] && cuda_flag=ON
+  if [ -f "$dir/COMPLETE" ]; then
+    stage "$2" "fork ($variant): cached build $dir"
+  else
+    # Anything without the COMPLETE stamp is half-built: never reuse it.
+    rm -rf "$dir"
+    stage "$2" "fork ($variant): building from nothing into $dir (log: $dir.log)"
+    export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
+    local cuda_args=()
+    [ "$variant" = cuda ] && cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")")
+    if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$REPO/.venv/bin/python" -DMFUSE_WITH_CUDA=$cuda_flag \
+             -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "${cuda_args[@]}" \
+           && cmake --build "$dir"; } >"$dir.log" 2>&1; then
+      grep -E "mfuse: |error|Error" "$dir.log" | head -20 >&2 || true
+      die "the $variant fork build failed; full log: $dir.log"
+    fi
+    touch "$dir/COMPLETE"
+    stage "$2" "fork ($variant): built"
+  fi
+  ln -sfn "$dir" "$REPO/.venv/mfuse-fork-$variant"
+  # Keep the three newest builds of each variant.
+  ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +4 | xargs -r rm -rf
+}
+
+link_fork_into_venv() {
+  local prefix="$REPO/.venv/mfuse-fork-cpu/install" site
+  site="$("$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$prefix/lib/python3/dist-packages" >"$site/mfuse_caffe.pth"
+  # The caffe binary embeds the system libpython: Python layers need pycaffe, mfuse and the venv's
+  # packages on PYTHONPATH.
+  cat >"$REPO/.venv/bin/caffe" <<EOF
+#!/usr/bin/env bash
+# mfuse launcher for the fork's caffe binary (written by tools/setup.sh).
+export PYTHONPATH="$prefix/lib/python3/dist-packages:$REPO/python:$site\${PYTHONPATH:+:\$PYTHONPATH}"
+exec "$prefix/bin/caffe" "\$@"
+EOF
+  chmod +x "$REPO/.venv/bin/caffe"
+}
+
+mkdir -p "$CACHE"
+install_apt_packages
+make_venv
+
+NVCC="$(command -v nvcc || true)"
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ "$WITH_CUDA" = auto ]; then
+  WITH_CUDA=0
+  if [ -n "$NVCC" ] && ls "$(dirname "$(dirname "$NVCC")")"/lib64/libcublas.so* >/dev/null 2>&1; then
+    WITH_CUDA=1
+  fi
+fi
+
+build_fork cpu 3/4
+link_fork_into_venv
+if [ "$WITH_CUDA" = 1 ]; then
+  build_fork cuda 4/4
+else
+  stage 4/4 "fork (cuda): skipped (no nvcc + cuBLAS, or --no-cuda)"
+fi
+"$REPO/.venv/bin/python" -c "import caffe" || die "import caffe fails in .venv after the build"
+stage done "ready: source .venv/bin/activate; caffe --version"
