@@ -81,7 +81,7 @@ build_key() {
     cmake --version | head -1
     grep -E '^numpy==' "$REPO/requirements.txt"
     /usr/bin/python3 --version
-    [ "$variant" = cuda ] && "$NVCC" --version | tail -2
+    if [ "$variant" = cuda ]; then "$NVCC" --version | tail -2; fi
   } | sha256sum | cut -c1-16
 }
 
