@@ -1,0 +1,175 @@
+"""The video data layer: RGB frames, 10-frame flow stacks and magnitude maps for two-stream training.
+
+Usable from the ``caffe`` binary (through the launcher ``.venv/bin/caffe``) and from pycaffe::
+
+    layer { name: "data" type: "Python" top: "data_rgb" top: "data_flow" top: "data_mag" top: "label"
+      python_param { module: "mfuse.layers.video_data" layer: "VideoDataLayer"
+        param_str: '{"source": "data/ucf101", "split": 1, "subset": "train",
+                     "modalities": ["rgb", "flow", "mag"], "batch_size": 64}' } }
+
+``param_str`` keys (JSON/YAML, validated):
+    source (required): a prepared dataset folder (``<out>`` of ``tools/prepare.py``).
+    storage: ``lmdb`` (default) or ``folder``.
+    split (1..3), subset (``train``/``test``).
+    modalities (required): non-empty list of ``rgb``, ``flow``, ``mag``; tops ``data_<modality>`` in this
+        order, then ``label``.
+    batch_size (32), new_length (10), crop_size (224), mirror (true), shuffle (true), seed (1),
+    rgb_mean ([104, 117, 123], BGR), flow_mean (128), prefetch (batches, 4),
+    rank / num_ranks (0 / 1): the share of each epoch this layer reads, for multi-GPU training.
+
+Tops: ``data_rgb`` B x 3 x c x c, ``data_flow`` B x 2L x c x c, ``data_mag`` B x 1 x c x c (raw 0..255
+magnitudes), ``label`` B. With ``shuffle: false`` the samples are deterministic (middle frame, centre
+crop, no mirror; for validation). Sampling rules: :mod:`mfuse.datasets.clip_sampler`.
+
+Each epoch visits every video once (in a seeded order); batches are assembled by a background thread
+(JPEG decoding releases the GIL), ``prefetch`` batches ahead.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Mapping
+
+import caffe
+import numpy as np
+
+from mfuse.datasets.clip_sampler import MODALITIES, ClipSpec, common_videos, epoch_order, make_sample
+from mfuse.layers.params import REQUIRED, Param, parse_param_str
+from mfuse.prep.lmdb_store import open_frame_store
+
+SCHEMA = {
+    "source": Param(REQUIRED, str),
+    "storage": Param("LMDB", str, choices=("LMDB", "FOLDER")),
+    "split": Param(1, int, check=lambda v: v in (1, 2, 3), rule="split is 1, 2 or 3"),
+    "subset": Param("TRAIN", str, choices=("TRAIN", "TEST")),
+    "modalities": Param(REQUIRED, list, check=lambda v: 0 < len(v) == len(set(v)) and set(v) <= set(MODALITIES),
+                        rule=f"a non-empty list of distinct names among {list(MODALITIES)}"),
+    "batch_size": Param(32, int, check=lambda v: v > 0, rule="batch_size > 0"),
+    "new_length": Param(10, int, check=lambda v: v > 0, rule="new_length > 0"),
+    "crop_size": Param(224, int, check=lambda v: v > 0, rule="crop_size > 0"),
+    "mirror": Param(True, bool),
+    "shuffle": Param(True, bool),
+    "seed": Param(1, int),
+    "rgb_mean": Param([104.0, 117.0, 123.0], list, check=lambda v: len(v) == 3, rule="three BGR values"),
+    "flow_mean": Param(128.0, float),
+    "prefetch": Param(4, int, check=lambda v: v > 0, rule="prefetch > 0"),
+    "rank": Param(0, int, check=lambda v: v >= 0, rule="rank >= 0"),
+    "num_ranks": Param(1, int, check=lambda v: v > 0, rule="num_ranks > 0"),
+}
+
+
+class VideoBatchLoader:
+    """Batches of two-stream samples, independent of Caffe.
+
+    Args:
+        stores: ``{modality: frame store}`` (see :mod:`mfuse.prep.lmdb_store`), in top order.
+        spec: what each sample holds.
+        batch_size, shuffle, mirror, seed, rank, num_ranks: as the layer's param_str.
+
+    ``next_batch()`` returns ``{modality: float32 B x C x c x c, "label": float32 B}``.
+    """
+
+    def __init__(self, stores: Mapping[str, object], spec: ClipSpec, batch_size: int, shuffle: bool,
+                 mirror: bool, seed: int, rank: int = 0, num_ranks: int = 1):
+        self.stores, self.spec, self.batch_size = dict(stores), spec, batch_size
+        self.shuffle, self.mirror, self.seed = shuffle, mirror, seed
+        self.rank, self.num_ranks = rank, num_ranks
+        self.videos = common_videos(self.stores)
+        if len(self.videos) < num_ranks:
+            raise ValueError(f"{len(self.videos)} videos cannot be shared by {num_ranks} ranks")
+        self.epoch, self._order, self._cursor = 0, None, 0
+        self._rng = np.random.RandomState(seed * 7919 + rank)
+
+    def _next_video(self):
+        if self._order is None or self._cursor == len(self._order):
+            if self._order is not None:
+                self.epoch += 1
+            self._order = epoch_order(len(self.videos), self.epoch, self.seed, self.shuffle, self.rank,
+                                      self.num_ranks)
+            self._cursor = 0
+        video = self.videos[self._order[self._cursor]]
+        self._cursor += 1
+        return video
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        samples, labels = [], []
+        for _ in range(self.batch_size):
+            video_id, label, counts = self._next_video()
+            rng = self._rng if self.shuffle else None
+            samples.append(make_sample(self.stores, video_id, counts, self.spec, rng, self.mirror))
+            labels.append(label)
+        batch = {name: np.stack([s[name] for s in samples]) for name in self.spec.modalities}
+        batch["label"] = np.asarray(labels, np.float32)
+        return batch
+
+
+class _Prefetcher:
+    """Runs ``produce()`` in a daemon thread, keeping up to ``depth`` results ahead."""
+
+    def __init__(self, produce, depth: int):
+        self._queue = queue.Queue(maxsize=depth)
+        self._produce = produce
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                item = self._produce()
+            except Exception as err:  # handed to the consumer, which raises it with context
+                item = err
+            self._queue.put(item)
+            if isinstance(item, Exception):
+                return
+
+    def get(self):
+        item = self._queue.get()
+        if isinstance(item, Exception):
+            raise RuntimeError(f"the data layer's loader failed: {item}") from item
+        return item
+
+
+def open_stores(params: Mapping[str, object]) -> dict[str, object]:
+    """The frame stores named by a validated param_str, in modality order."""
+    return {name: open_frame_store(params["source"], params["split"], params["subset"].lower(), name,
+                                   params["storage"].lower())
+            for name in params["modalities"]}
+
+
+def loader_from_params(params: Mapping[str, object]) -> VideoBatchLoader:
+    """A :class:`VideoBatchLoader` for a validated param_str."""
+    means = {"rgb": params["rgb_mean"], "flow": params["flow_mean"], "mag": None}
+    spec = ClipSpec(tuple(params["modalities"]), params["new_length"], params["crop_size"], means)
+    return VideoBatchLoader(open_stores(params), spec, params["batch_size"], params["shuffle"],
+                            params["mirror"], params["seed"], params["rank"], params["num_ranks"])
+
+
+class VideoDataLayer(caffe.Layer):
+    """Caffe Python layer around :class:`VideoBatchLoader` (see the module docstring)."""
+
+    def setup(self, bottom, top):
+        name = self.__dict__.get("name", "VideoDataLayer")
+        params = parse_param_str(self.param_str, SCHEMA, "VideoDataLayer")
+        expected = len(params["modalities"]) + 1
+        if bottom or len(top) != expected:
+            raise ValueError(f"{name}: takes no bottom and {expected} tops (data_<modality>... label) for "
+                             f"modalities {params['modalities']}, got {len(bottom)} bottoms, {len(top)} tops")
+        self.params = params
+        self.loader = loader_from_params(params)
+        self.prefetcher = _Prefetcher(self.loader.next_batch, params["prefetch"])
+
+    def reshape(self, bottom, top):
+        p = self.params
+        channels = {"rgb": 3, "flow": 2 * p["new_length"], "mag": 1}
+        for i, name in enumerate(p["modalities"]):
+            top[i].reshape(p["batch_size"], channels[name], p["crop_size"], p["crop_size"])
+        top[-1].reshape(p["batch_size"])
+
+    def forward(self, bottom, top):
+        batch = self.prefetcher.get()
+        for i, name in enumerate(self.params["modalities"]):
+            top[i].data[...] = batch[name]
+        top[-1].data[...] = batch["label"]
+
+    def backward(self, top, propagate_down, bottom):
+        pass
