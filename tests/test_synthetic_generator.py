@@ -82,6 +82,7 @@ def test_existing_root_rules(tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [({"layout": "kinetics"}, "layout"), ({"size": (20, 60)}, "size"),
+                                        ({"size": (48, 64)}, "width >= height"),
                                         ({"clips_per_group": 0}, "clips_per_group"),
                                         ({"num_frames": 1}, "num_frames")])
 def test_bad_config_is_refused(bad, match):

@@ -104,7 +104,7 @@ def _problems(s: ScoreSet) -> list[str]:
         fs = s.frame_scores
         if fs.ndim != 4 or fs.shape[0] != num_videos or fs.shape[3] != num_classes:
             problems.append(f"frame_scores must be ({num_videos}, F, C, {num_classes}), got {fs.shape}")
-        elif not np.allclose(fs.astype(np.float64).mean(axis=(1, 2)), s.scores, atol=_FRAME_SCORE_ATOL):
+        elif not np.allclose(fs.mean(axis=(1, 2), dtype=np.float64), s.scores, atol=_FRAME_SCORE_ATOL):
             problems.append("scores are not the mean of frame_scores over frames and crops")
     for key in REQUIRED_META:
         if key not in s.meta:

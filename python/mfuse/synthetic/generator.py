@@ -52,8 +52,9 @@ class SyntheticConfig:
         split_block_size(self.num_groups)  # validates num_groups
         if self.clips_per_group < 1:
             raise ValueError(f"clips_per_group must be >= 1, got {self.clips_per_group}")
-        if len(self.size) != 2 or min(self.size) < 32:
-            raise ValueError(f"size must be (width, height), both >= 32, got {self.size}")
+        if len(self.size) != 2 or min(self.size) < 32 or self.size[0] < self.size[1]:
+            raise ValueError(f"size must be (width, height), both >= 32 and width >= height (the geometry "
+                             f"scales with the height), got {self.size}")
         if self.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
         if self.fps < 1:
