@@ -3,6 +3,7 @@
 import hashlib
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,7 @@ def test_same_seed_same_dataset_other_seed_other_videos(tmp_path):
     first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     generate(first, SMALL, progress=False)
     generate(second, SMALL, progress=False)
-    generate(other, SyntheticConfig(**{**SMALL.__dict__, "seed": 12}), progress=False)
+    generate(other, replace(SMALL, seed=12), progress=False)
     assert _list_digests(first) == _list_digests(second)
     for video in plan_videos(SMALL):
         a, b, c = (np.stack(_decode(root / video.relpath)) for root in (first, second, other))
@@ -58,7 +59,7 @@ def test_same_seed_same_dataset_other_seed_other_videos(tmp_path):
 
 
 def test_a_video_does_not_depend_on_the_number_of_groups_or_clips():
-    bigger = SyntheticConfig(**{**SMALL.__dict__, "num_groups": 6, "clips_per_group": 2})
+    bigger = replace(SMALL, num_groups=6, clips_per_group=2)
     video = plan_videos(SMALL)[9]
     same = next(v for v in plan_videos(bigger) if v.relpath == video.relpath)
     np.testing.assert_array_equal(np.stack(render_video(SMALL, video)), np.stack(render_video(bigger, same)))
@@ -69,7 +70,7 @@ def test_existing_root_rules(tmp_path):
     manifest = (tmp_path / "d" / "synthetic.json").stat().st_mtime_ns
     generate(tmp_path / "d", SMALL, progress=False)  # same parameters: left as it is
     assert (tmp_path / "d" / "synthetic.json").stat().st_mtime_ns == manifest
-    other = SyntheticConfig(**{**SMALL.__dict__, "num_frames": 5})
+    other = replace(SMALL, num_frames=5)
     with pytest.raises(FileExistsError, match="other parameters"):
         generate(tmp_path / "d", other, progress=False)
     generate(tmp_path / "d", other, overwrite=True, progress=False)
@@ -87,7 +88,7 @@ def test_existing_root_rules(tmp_path):
                                         ({"num_frames": 1}, "num_frames")])
 def test_bad_config_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
-        SyntheticConfig(**{**SMALL.__dict__, **bad})
+        replace(SMALL, **bad)
 
 
 def test_cli(tmp_path):
