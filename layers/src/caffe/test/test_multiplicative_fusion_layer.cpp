@@ -30,12 +30,20 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
   }
 
   /// Streams of channels {3, 4, 2} (the first num_streams), N = 2, H x W =
-  /// 2 x 3 (spatial) or none (2-D), Gaussian values.
-  void MakeBottoms(int num_streams, bool spatial) {
+  /// 2 x 3 (spatial) or none (2-D); Gaussian values, or for ReLU tests values
+  /// in [0.3, 1] (see KinkFreeWeights).
+  void MakeBottoms(int num_streams, bool spatial, bool positive = false) {
+    for (int i = 0; i < bottoms_.size(); ++i) {
+      delete bottoms_[i];
+    }
+    bottoms_.clear();
     const int channels[] = {3, 4, 2};
     FillerParameter filler_param;
     filler_param.set_std(1);
-    GaussianFiller<Dtype> filler(filler_param);
+    filler_param.set_min(0.3);
+    filler_param.set_max(1);
+    GaussianFiller<Dtype> gaussian(filler_param);
+    UniformFiller<Dtype> uniform(filler_param);
     for (int s = 0; s < num_streams; ++s) {
       vector<int> shape;
       shape.push_back(2);
@@ -45,8 +53,33 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
         shape.push_back(3);
       }
       Blob<Dtype>* blob = new Blob<Dtype>(shape);
-      filler.Fill(blob);
+      if (positive) {
+        uniform.Fill(blob);
+      } else {
+        gaussian.Fill(blob);
+      }
       bottoms_.push_back(blob);
+    }
+  }
+
+  /// For ReLU: weights of magnitude [0.3, 0.9] with a sign per (stream,
+  /// output), so that with inputs in [0.3, 1] and |bias| <= 0.1 every
+  /// projection is at least 0.08 away from the ReLU's kink (finite
+  /// differences of step 1e-2 never cross it). Output 0 is positive in every
+  /// stream (the gradient flows), outputs 1 and 2 are cut by one stream each.
+  void KinkFreeWeights(Layer<Dtype>* layer, bool learnable) {
+    const int sign[3][3] = {{1, 1, -1}, {1, -1, 1}, {1, 1, 1}};
+    FillerParameter filler_param;
+    filler_param.set_min(0.3);
+    filler_param.set_max(0.9);
+    UniformFiller<Dtype> uniform(filler_param);
+    for (int s = 0; s < bottoms_.size(); ++s) {
+      Blob<Dtype>* weight = layer->blobs()[learnable ? 2 * s : s].get();
+      uniform.Fill(weight);
+      const int C = weight->shape(1);
+      for (int i = 0; i < weight->count(); ++i) {
+        weight->mutable_cpu_data()[i] *= sign[s][i / C];
+      }
     }
   }
 
@@ -69,7 +102,7 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
   }
 
   /// The layer's top, recomputed in double from its blobs and the bottoms.
-  vector<double> Reference(const Layer<Dtype>& layer, int num_output,
+  vector<double> Reference(Layer<Dtype>* layer, int num_output,
                            bool relu, bool dot, bool learnable,
                            double bias_value) {
     const int S = bottoms_.size();
@@ -83,9 +116,9 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
           double product = 1;
           for (int s = 0; s < S; ++s) {
             const int C = bottoms_[s]->shape(1);
-            const Dtype* w = layer.blobs()[learnable ? 2 * s : s]->cpu_data();
+            const Dtype* w = layer->blobs()[learnable ? 2 * s : s]->cpu_data();
             const Dtype* x = bottoms_[s]->cpu_data();
-            double z = learnable ? layer.blobs()[2 * s + 1]->cpu_data()[k]
+            double z = learnable ? layer->blobs()[2 * s + 1]->cpu_data()[k]
                                  : bias_value;
             for (int c = 0; c < C; ++c) {
               z += static_cast<double>(w[k * C + c]) * x[(n * C + c) * HW + hw];
@@ -106,29 +139,33 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
   /// Forward against Reference(), then the exhaustive gradient check of
   /// every bottom and blob, for every activation, spatial mode and bias.
   void CheckAllModes(int num_streams, bool spatial) {
-    MakeBottoms(num_streams, spatial);
     for (int mode = 0; mode < 8; ++mode) {
       const bool relu = mode & 1, dot = mode & 2, learnable = mode & 4;
-      const float bias_value = learnable ? 0.5 : 1.;
+      // ReLU: a small bias keeps the projections' signs (see KinkFreeWeights).
+      const float bias_value = relu ? 0.05 : (learnable ? 0.5 : 1.);
       SCOPED_TRACE(::testing::Message() << num_streams << " streams, "
           << (spatial ? "4-D" : "2-D") << (relu ? ", RELU" : ", NONE")
           << (dot ? ", DOT" : ", ELEMENTWISE")
           << (learnable ? ", learnable bias" : ", fixed bias"));
+      MakeBottoms(num_streams, spatial, relu);
       LayerParameter layer_param =
           FusionParam(3, relu, dot, learnable, bias_value);
       MultiplicativeFusionLayer<Dtype> layer(layer_param);
       layer.SetUp(bottoms_, blob_top_vec_);
+      if (relu) {
+        KinkFreeWeights(&layer, learnable);
+      }
       if (learnable) {  // distinct biases, so a mixed-up stream shows
         for (int s = 0; s < num_streams; ++s) {
           Dtype* bias = layer.blobs()[2 * s + 1]->mutable_cpu_data();
           for (int k = 0; k < 3; ++k) {
-            bias[k] = 0.5 + 0.25 * s - 0.3 * k;
+            bias[k] = (relu ? 0.1 : 1.) * (0.5 + 0.25 * s - 0.3 * k);
           }
         }
       }
       layer.Forward(bottoms_, blob_top_vec_);
       const vector<double> expected =
-          Reference(layer, 3, relu, dot, learnable, bias_value);
+          Reference(&layer, 3, relu, dot, learnable, bias_value);
       ASSERT_EQ(blob_top_->count(), expected.size());
       for (int i = 0; i < expected.size(); ++i) {
         EXPECT_NEAR(blob_top_->cpu_data()[i], expected[i],
