@@ -300,7 +300,7 @@ def test_equals_stock_composition(tmp_path, cfg, mode):
             assert_close(a, b, f"{what} gradient {i}")
 
 
-def write_solver(tmp_path, spec, base_lr=0.05):
+def write_solver(tmp_path, spec, base_lr=0.001):
     proto = spec.to_proto()
     net_path = tmp_path / "train.prototxt"
     net_path.write_text(str(proto))
@@ -337,6 +337,7 @@ def test_solver_updates_weights_not_fixed_bias(tmp_path, learnable, bias_lr):
     assert len(blobs) == (4 if learnable else 2)
     before = [b.data.copy() for b in blobs]
     solver.step(20)
+    assert np.isfinite(float(solver.net.blobs["loss"].data))
     per_stream = 2 if learnable else 1
     for s in range(2):
         assert not np.allclose(blobs[per_stream * s].data, before[per_stream * s]), f"weight {s} unchanged"
@@ -440,6 +441,14 @@ def test_backward_twice_without_forward_is_refused(tmp_path):
 def test_twin_param_str_validation(param_str, message):
     with pytest.raises(ValueError, match=message):
         mf.parse_param_str(param_str, mf.SCHEMA, mf.LAYER)
+
+
+def test_twin_bad_bottoms_raise_through_net(tmp_path):
+    spec = caffe.NetSpec()
+    spec.fuse = twin_fusion(inputs(spec, [(2, 3, 2, 2), (3, 4, 2, 2)], "x"),
+                            dict(streams=2, spatial=True, relu=False, dot=False, learnable=False))
+    with pytest.raises(ValueError, match=r"same N; bottom\[0\] is \(2, 3, 2, 2\), bottom\[1\] is \(3, 4, 2, 2\)"):
+        make_net(tmp_path, spec)
 
 
 @pytest.mark.parametrize("shapes, message", [

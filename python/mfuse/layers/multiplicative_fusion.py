@@ -189,12 +189,17 @@ def fusion_backward(top_diff: np.ndarray, bottoms: Sequence[np.ndarray], weights
     return bottom_diffs, weight_diffs, bias_diffs
 
 
+def _blob_list(blobs) -> list:
+    """pycaffe's vector of raw blob pointers can be indexed but not iterated."""
+    return [blobs[i] for i in range(len(blobs))]
+
+
 class MultiplicativeFusion(caffe.Layer):
     """Python twin of the C++ ``MultiplicativeFusion`` layer (see the module docstring)."""
 
     def setup(self, bottom, top):
         self.params = parse_param_str(self.param_str, SCHEMA, LAYER)
-        shapes = [tuple(b.data.shape) for b in bottom]
+        shapes = [tuple(b.data.shape) for b in _blob_list(bottom)]
         check_bottom_shapes(shapes)
         fillers = self.params["stream_weight_filler"]
         if fillers and len(fillers) != len(bottom):
@@ -231,7 +236,7 @@ class MultiplicativeFusion(caffe.Layer):
         return [self.params["bias_value"]] * len(self.channels)
 
     def reshape(self, bottom, top):
-        shapes = [tuple(b.data.shape) for b in bottom]
+        shapes = [tuple(b.data.shape) for b in _blob_list(bottom)]
         check_bottom_shapes(shapes)
         if [shape[1] for shape in shapes] != self.channels:
             raise ValueError(f"{LAYER}: bottoms {shapes} have channels other than the "
@@ -241,14 +246,14 @@ class MultiplicativeFusion(caffe.Layer):
         top[0].reshape(n, k, *((1,) * len(spatial) if self.dot else spatial))
 
     def forward(self, bottom, top):
-        top[0].data[...] = fusion_forward([b.data for b in bottom], self._weights(), self._biases(),
+        top[0].data[...] = fusion_forward([b.data for b in _blob_list(bottom)], self._weights(), self._biases(),
                                           self.relu, self.dot)
 
     def backward(self, top, propagate_down, bottom):
         bottom_diffs, weight_diffs, bias_diffs = fusion_backward(
-            top[0].diff, [b.data for b in bottom], self._weights(), self._biases(), self.relu, self.dot)
+            top[0].diff, [b.data for b in _blob_list(bottom)], self._weights(), self._biases(), self.relu, self.dot)
         per_stream = 2 if self.learnable else 1
-        for s, blob in enumerate(bottom):
+        for s, blob in enumerate(_blob_list(bottom)):
             if propagate_down[s]:
                 blob.diff[...] = bottom_diffs[s]
             self.blobs[per_stream * s].diff[...] += weight_diffs[s]
