@@ -35,8 +35,8 @@ void MultiplicativeFusionLayer<Dtype>::LayerSetUp(
       << num_output_;
   CHECK(param.stream_weight_filler_size() == 0 ||
         param.stream_weight_filler_size() == num_streams_) << name
-      << ": stream_weight_filler must be given once per stream (" << num_streams_
-      << " bottoms), got " << param.stream_weight_filler_size();
+      << ": stream_weight_filler must be given once per stream ("
+      << num_streams_ << " bottoms), got " << param.stream_weight_filler_size();
   CheckBottomShapes(bottom);
   bias_learnable_ = param.bias_learnable();
   bias_value_ = param.bias_value();
@@ -60,7 +60,8 @@ void MultiplicativeFusionLayer<Dtype>::LayerSetUp(
   if (this->blobs_.size() > 0) {
     LOG(INFO) << "Skipping parameter initialization";
     CHECK_EQ(static_cast<int>(this->blobs_.size()),
-             num_streams_ * blobs_per_stream) << name << ": expected " << num_streams_ * blobs_per_stream << " blobs ("
+             num_streams_ * blobs_per_stream) << name << ": expected "
+        << num_streams_ * blobs_per_stream << " blobs ("
         << num_streams_ << " streams, bias_learnable = " << bias_learnable_
         << "), got " << this->blobs_.size();
     for (int s = 0; s < num_streams_; ++s) {
@@ -136,8 +137,9 @@ template <typename Dtype>
 void MultiplicativeFusionLayer<Dtype>::Reshape(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const string& name = this->layer_param_.name();
-  CHECK_EQ(static_cast<int>(bottom.size()), num_streams_) << name << ": set up with "
-      << num_streams_ << " bottoms, reshaped with " << bottom.size();
+  CHECK_EQ(static_cast<int>(bottom.size()), num_streams_) << name
+      << ": set up with " << num_streams_ << " bottoms, reshaped with "
+      << bottom.size();
   CheckBottomShapes(bottom);
   for (int s = 0; s < num_streams_; ++s) {
     CHECK_EQ(bottom[s]->shape(1), channels_[s]) << name << ": bottom[" << s

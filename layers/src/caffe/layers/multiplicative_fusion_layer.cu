@@ -1,4 +1,6 @@
-#include <cstring>
+#include <stdint.h>
+
+#include <algorithm>
 #include <vector>
 
 #include "caffe/layers/multiplicative_fusion_layer.hpp"
@@ -13,9 +15,9 @@ namespace {
 // same argument convention as caffe_gpu_gemm, in one cuBLAS call.
 void StridedBatchedGemm(const CBLAS_TRANSPOSE trans_a,
     const CBLAS_TRANSPOSE trans_b, const int M, const int N, const int K,
-    const float alpha, const float* A, const long long stride_a,
-    const float* B, const long long stride_b, const float beta, float* C,
-    const long long stride_c, const int batch) {
+    const float alpha, const float* A, const int64_t stride_a,
+    const float* B, const int64_t stride_b, const float beta, float* C,
+    const int64_t stride_c, const int batch) {
   const int lda = (trans_a == CblasNoTrans) ? K : M;
   const int ldb = (trans_b == CblasNoTrans) ? N : K;
   const cublasOperation_t cu_trans_a =
@@ -29,9 +31,9 @@ void StridedBatchedGemm(const CBLAS_TRANSPOSE trans_a,
 
 void StridedBatchedGemm(const CBLAS_TRANSPOSE trans_a,
     const CBLAS_TRANSPOSE trans_b, const int M, const int N, const int K,
-    const double alpha, const double* A, const long long stride_a,
-    const double* B, const long long stride_b, const double beta, double* C,
-    const long long stride_c, const int batch) {
+    const double alpha, const double* A, const int64_t stride_a,
+    const double* B, const int64_t stride_b, const double beta, double* C,
+    const int64_t stride_c, const int batch) {
   const int lda = (trans_a == CblasNoTrans) ? K : M;
   const int ldb = (trans_b == CblasNoTrans) ? N : K;
   const cublasOperation_t cu_trans_a =
@@ -154,7 +156,8 @@ Dtype** MultiplicativeFusionLayer<Dtype>::DevicePointers() {
     host_pointers_.clear();
   }
   if (pointers != host_pointers_) {  // upload only when a buffer moved
-    std::memcpy(device_pointers_->mutable_cpu_data(), pointers.data(), bytes);
+    Dtype** host = static_cast<Dtype**>(device_pointers_->mutable_cpu_data());
+    std::copy(pointers.begin(), pointers.end(), host);
     host_pointers_ = pointers;
   }
   return static_cast<Dtype**>(const_cast<void*>(device_pointers_->gpu_data()));
@@ -175,8 +178,8 @@ void MultiplicativeFusionLayer<Dtype>::Forward_gpu(
           x, weight, Dtype(0), z);
     } else {  // z[n] (K x HW) = W (K x C) * x[n] (C x HW), all n in one call
       StridedBatchedGemm(CblasNoTrans, CblasNoTrans, K, HW, C, Dtype(1),
-          weight, 0, x, static_cast<long long>(C) * HW, Dtype(0), z,
-          static_cast<long long>(K) * HW, num_);
+          weight, 0, x, static_cast<int64_t>(C) * HW, Dtype(0), z,
+          static_cast<int64_t>(K) * HW, num_);
     }
   }
   Dtype** streams = DevicePointers();
@@ -184,8 +187,9 @@ void MultiplicativeFusionLayer<Dtype>::Forward_gpu(
   if (dot_) {
     const int count = num_ * K;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    FusionDotForward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-        count, num_streams_, K, HW, streams, bias_value_, relu_, top_data);
+    FusionDotForward<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, K, HW, streams,
+        bias_value_, relu_, top_data);
   } else {
     const int count = num_ * K * HW;
     // NOLINT_NEXT_LINE(whitespace/operators)
@@ -243,8 +247,8 @@ void MultiplicativeFusionLayer<Dtype>::Backward_gpu(
             dz, weight, Dtype(0), x_diff);
       } else {  // dx[n] (C x HW) = W^T (C x K) * dz[n] (K x HW), one call
         StridedBatchedGemm(CblasTrans, CblasNoTrans, C, HW, K, Dtype(1),
-            weight, 0, dz, static_cast<long long>(K) * HW, Dtype(0), x_diff,
-            static_cast<long long>(C) * HW, num_);
+            weight, 0, dz, static_cast<int64_t>(K) * HW, Dtype(0), x_diff,
+            static_cast<int64_t>(C) * HW, num_);
       }
     }
   }
