@@ -385,45 +385,49 @@ BAD_INPUT = {
                        ["fuse: stream_weight_filler must be given once per stream (2 bottoms), got 1"]),
 }
 
-BAD_INPUT_SCRIPT = """
+NET_SCRIPT = """
 import json, sys, caffe
 from caffe import layers as L
-shapes, fusion_param, path = json.loads(sys.argv[1])
+shapes, fusion_param, path, action = json.loads(sys.argv[1])
 spec = caffe.NetSpec()
 tops = L.Input(shape=[dict(dim=s) for s in shapes], ntop=len(shapes))
 spec.fuse = L.MultiplicativeFusion(*(tops if isinstance(tops, tuple) else (tops,)),
                                    multiplicative_fusion_param=fusion_param)
-open(path, "w").write(str(spec.to_proto()))
-caffe.Net(path, caffe.TEST)
+proto = spec.to_proto()
+proto.force_backward = True
+open(path, "w").write(str(proto))
+net = caffe.Net(path, caffe.TRAIN)
+if action == "backward twice":
+    net.forward()
+    net.backward()
+    print("first backward ok", flush=True)
+    net.backward()
 """
 
 
-def run_script(script, *args):
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+def run_net_script(tmp_path, shapes, fusion_param, action="build"):
+    """Builds (and maybe runs) a net with one C++ fusion layer named 'fuse' in a subprocess."""
+    args = json.dumps([shapes, fusion_param, str(tmp_path / "net.prototxt"), action])
+    return subprocess.run([sys.executable, "-c", NET_SCRIPT, args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_is_a_check_naming_layer_rule_and_shapes(tmp_path, case):
     shapes, fusion_param, messages = BAD_INPUT[case]
-    result = run_script(BAD_INPUT_SCRIPT, json.dumps([shapes, fusion_param, str(tmp_path / "bad.prototxt")]))
+    result = run_net_script(tmp_path, shapes, fusion_param)
     assert result.returncode != 0
     check_line = next((line for line in result.stderr.splitlines() if "Check failed" in line), "")
     for message in messages:
         assert message in check_line, result.stderr[-2000:]
 
 
+def test_good_input_builds(tmp_path):  # the subprocess itself works: the failures above are the CHECKs
+    result = run_net_script(tmp_path, [(2, 3, 2, 2), (2, 4, 2, 2)], dict(num_output=3))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_backward_twice_without_forward_is_refused(tmp_path):
-    script = BAD_INPUT_SCRIPT.replace("caffe.Net(path, caffe.TEST)", textwrap.dedent("""\
-        net = caffe.Net(path, caffe.TRAIN)
-        net.forward()
-        net.backward()
-        print("first backward ok", flush=True)
-        net.backward()
-        """))
-    proto = str(tmp_path / "twice.prototxt")
-    result = run_script(script.replace("open(path", "spec_proto = spec.to_proto(); spec_proto.force_backward = True\n"
-                                                    "open(path").replace("str(spec.to_proto())", "str(spec_proto)"),
-                        json.dumps([[(2, 3, 2, 2), (2, 4, 2, 2)], dict(num_output=3), proto]))
+    result = run_net_script(tmp_path, [(2, 3, 2, 2), (2, 4, 2, 2)], dict(num_output=3), "backward twice")
     assert "first backward ok" in result.stdout
     assert result.returncode != 0
     assert "fuse: Backward needs the projections of its own Forward" in result.stderr

@@ -24,7 +24,7 @@ mapping, default ``{"type": "xavier"}``); ``stream_weight_filler`` (a list of fi
 overriding ``weight_filler``); ``bias_value`` (1.0); ``bias_learnable`` (false); ``activation``
 (NONE | RELU); ``spatial`` (ELEMENTWISE | DOT); ``seed`` (0, of the weight fillers' numpy generator).
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import caffe
 import numpy as np
