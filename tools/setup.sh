@@ -98,7 +98,13 @@ build_fork() {
     stage "$2" "fork ($variant): building from nothing into $dir (log: $dir.log)"
     export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
     local cuda_args=()
-    [ "$variant" = cuda ] && cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")")
+    if [ "$variant" = cuda ]; then
+      # FindCUDA calls nvcc itself; a wrapper puts ccache in front of it.
+      mkdir -p "$CACHE/bin"
+      printf '#!/bin/sh\nexec ccache "%s" "$@"\n' "$NVCC" >"$CACHE/bin/nvcc"
+      chmod +x "$CACHE/bin/nvcc"
+      cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")" -DCUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc")
+    fi
     if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$REPO/.venv/bin/python" -DMFUSE_WITH_CUDA=$cuda_flag \
              -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "${cuda_args[@]}" \
            && cmake --build "$dir"; } >"$dir.log" 2>&1; then
@@ -110,7 +116,9 @@ build_fork() {
   fi
   ln -sfn "$dir" "$REPO/.venv/mfuse-fork-$variant"
   # Keep the three newest builds of each variant.
-  ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +4 | xargs -r rm -rf
+  ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +4 | while read -r old; do
+    rm -rf "$old" "$old.log"
+  done
 }
 
 link_fork_into_venv() {
