@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mfuse.evaluation.crops import FLOW_X_CHANNELS, CropBox, crop_image, stack_flow
+from mfuse.evaluation.sampling import flow_stack_indices
 
 MODALITIES = ("rgb", "flow", "mag")
 
@@ -82,11 +83,6 @@ def frame_range(counts: Mapping[str, int], new_length: int) -> int:
     return last
 
 
-def flow_indices(t: int, new_length: int, num_flow: int) -> list[int]:
-    """Flow image numbers of the stack starting at ``t``, the last one repeated past ``num_flow``."""
-    return [min(t + i, num_flow) for i in range(new_length)]
-
-
 def load_sample_images(stores: Mapping[str, object], video_id: str, t: int, spec: ClipSpec
                        ) -> dict[str, np.ndarray]:
     """Decoded uint8 images of one sample: rgb ``H x W x 3``, flow ``H x W x 2L``, mag ``H x W``."""
@@ -94,8 +90,8 @@ def load_sample_images(stores: Mapping[str, object], video_id: str, t: int, spec
     for name in spec.modalities:
         store = stores[name]
         if name == "flow":
-            numbers = flow_indices(t, spec.new_length, store.num_frames(video_id))
-            images[name] = stack_flow([store.get_image(video_id, k) for k in numbers])
+            numbers = flow_stack_indices(t, store.num_frames(video_id), spec.new_length)
+            images[name] = stack_flow([store.get_image(video_id, int(k)) for k in numbers])
         else:
             images[name] = store.get_image(video_id, t)
     sizes = {name: image.shape[:2] for name, image in images.items()}

@@ -76,6 +76,18 @@ class ScoreCollector:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def video_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """``video_ids``, ``labels`` and (frames, crops, K) ``frame_scores`` added so far, to resume later
+        by re-adding them; needs ``keep_frame_scores``."""
+        if not self.keep_frame_scores:
+            raise ValueError("a snapshot needs keep_frame_scores=True")
+        return {"video_ids": np.array(self._ids), "labels": np.array(self._labels, dtype=np.int64),
+                "frame_scores": np.stack(self._frame_scores)}
+
     def result(self, meta: dict) -> ScoreSet:
         """The collected ``ScoreSet`` with ``meta`` (needs ``split`` and ``subset``)."""
         if not self._ids:

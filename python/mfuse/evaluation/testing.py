@@ -1,0 +1,176 @@
+"""The paper's test protocol in pycaffe (§5.2): 25 equally spaced frames x 10 crops per video, all crops of a
+video in one batched forward, scores averaged.
+
+The net's inputs say which modalities it needs: ``data_rgb`` (B x 3 x c x c), ``data_flow`` (B x 2L x c x c),
+``data_mag`` (B x 1 x c x c), as the deploy prototxts of ``prototxt/`` declare them. The output blob (default:
+the net's last blob) is a softmax, or logits that are softmaxed here (``apply_softmax``).
+
+Decoding and cropping of the next videos run in worker threads while the net runs (JPEG decoding releases
+the GIL). Progress is kept in ``<out>.partial.npz`` every ``checkpoint_every`` videos, so an interrupted run
+resumes where it stopped; the final score file is written atomically (see ``scores.save_scores``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from .aggregate import ScoreCollector, softmax
+from .crops import FLOW_MEAN, FLOW_X_CHANNELS, RGB_MEAN, crop_modalities, stack_flow
+from .sampling import STACK_LENGTH, flow_stack_indices, rgb_index, sample_positions
+from .scores import ScoreSet, save_scores
+
+INPUT_BLOBS = {"rgb": "data_rgb", "flow": "data_flow", "mag": "data_mag"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Test protocol settings.
+
+    Args:
+        frames: sampled positions per video (25 in the paper).
+        crop_mode: ``ten`` (4 corners + centre, each mirrored) or ``center``.
+        crop_size: crop side (the net's input size).
+        stack_length: flow images per stack (L).
+        rgb_at_stack_centre: pair the RGB frame with the middle of the flow stack (the authors' fusion
+            test) instead of its first frame (the training convention of the data layer).
+        max_batch: at most this many crops per forward (all of a video's when it is larger).
+        means: ``{modality: mean or None}``.
+    """
+    frames: int = 25
+    crop_mode: str = "ten"
+    crop_size: int = 224
+    stack_length: int = STACK_LENGTH
+    rgb_at_stack_centre: bool = False
+    max_batch: int = 250
+    means: Mapping[str, object] = field(default_factory=lambda: {"rgb": RGB_MEAN, "flow": FLOW_MEAN, "mag": None})
+
+
+def net_modalities(net) -> list[str]:
+    """The modalities a pycaffe net takes, from its input blob names (in ``rgb, flow, mag`` order)."""
+    names = [m for m, blob in INPUT_BLOBS.items() if blob in net.inputs]
+    unknown = [b for b in net.inputs if b not in INPUT_BLOBS.values()]
+    if not names or unknown:
+        raise ValueError(f"net inputs {list(net.inputs)} must be among {list(INPUT_BLOBS.values())}")
+    return names
+
+
+def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, protocol: Protocol
+                ) -> dict[str, np.ndarray]:
+    """All crops of one video: ``{modality: float32 (frames * crops) x C x c x c}``, frame-major.
+
+    ``num_frames``: the video's RGB frame count N (flow and mag have N - 1 images).
+    """
+    per_frame = []
+    for t in sample_positions(num_frames, protocol.frames, protocol.stack_length):
+        images = {}
+        for name, store in stores.items():
+            if name == "flow":
+                numbers = flow_stack_indices(int(t), num_frames - 1, protocol.stack_length)
+                images[name] = stack_flow([store.get_image(video_id, int(k)) for k in numbers])
+            elif name == "rgb":
+                images[name] = store.get_image(
+                    video_id, rgb_index(int(t), num_frames, protocol.stack_length, protocol.rgb_at_stack_centre))
+            else:
+                images[name] = store.get_image(video_id, int(t))
+        per_frame.append(crop_modalities(images, protocol.crop_size, protocol.crop_mode,
+                                         means={m: protocol.means[m] for m in images},
+                                         x_channels={"flow": FLOW_X_CHANNELS} if "flow" in images else None))
+    return {name: np.concatenate([crops[name] for crops in per_frame]) for name in stores}
+
+
+def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: int) -> np.ndarray:
+    """Runs the net over the crops in chunks of at most ``max_batch``; returns (num_crops, K) outputs."""
+    total = len(next(iter(crops.values())))
+    outputs = []
+    for start in range(0, total, max_batch):
+        chunk = {name: array[start:start + max_batch] for name, array in crops.items()}
+        for name, array in chunk.items():
+            blob = net.blobs[INPUT_BLOBS[name]]
+            if blob.data.shape != array.shape:
+                blob.reshape(*array.shape)
+        net.reshape()
+        result = net.forward(blobs=[output], **{INPUT_BLOBS[n]: a for n, a in chunk.items()})
+        outputs.append(np.array(result[output]).reshape(len(chunk[next(iter(chunk))]), -1))
+    return np.concatenate(outputs)
+
+
+def _load_partial(path: Path, num_classes: int) -> tuple[ScoreCollector, set[str]]:
+    collector = ScoreCollector(num_classes)
+    if not path.exists():
+        return collector, set()
+    with np.load(path, allow_pickle=False) as data:
+        for video_id, label, frame_scores in zip(data["video_ids"], data["labels"], data["frame_scores"]):
+            collector.add(str(video_id), int(label), frame_scores.astype(np.float64))
+    return collector, set(collector.video_ids)
+
+
+def _save_partial(path: Path, collector: ScoreCollector) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **collector.snapshot())
+    os.replace(tmp, path)
+
+
+def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, protocol: Protocol = Protocol(),
+                 output: str | None = None, apply_softmax: bool | None = None, workers: int = 2,
+                 checkpoint_every: int = 20, progress: bool = True) -> ScoreSet:
+    """Runs the protocol over every video of the stores and writes the score file ``out_path``.
+
+    Args:
+        net: a pycaffe ``caffe.Net`` in TEST phase (deploy prototxt + weights).
+        stores: ``{modality: frame store}`` for the modalities of :func:`net_modalities` (test subset).
+        meta: recorded in the score file; needs ``split`` and ``subset`` (plus e.g. net, weights, dataset).
+        output: output blob (default: the net's last blob).
+        apply_softmax: softmax the outputs (default: unless the last layer is a Softmax).
+        workers: threads decoding and cropping ahead of the net.
+    """
+    out_path = Path(out_path)
+    modalities = net_modalities(net)
+    missing = [m for m in modalities if m not in stores]
+    if missing:
+        raise ValueError(f"the net needs {modalities}; no store given for {missing}")
+    stores = {m: stores[m] for m in modalities}
+    output = output or list(net.blobs)[-1]
+    if apply_softmax is None:
+        apply_softmax = net.layers[-1].type != "Softmax"
+    reference = stores[modalities[0]].index
+    num_classes = len(reference.classes)
+    partial = out_path.with_name(out_path.name + ".partial.npz")
+    collector, done = _load_partial(partial, num_classes)
+    todo = [v for v in sorted(reference.videos, key=lambda v: v.video_id) if v.video_id not in done]
+
+    def num_rgb_frames(video) -> int:
+        # rgb stores count N frames, flow/mag stores N - 1 images.
+        return video.num_frames if reference.modality == "rgb" else video.num_frames + 1
+
+    def prepare(video):
+        return video_crops(stores, video.video_id, num_rgb_frames(video), protocol)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = [pool.submit(prepare, v) for v in todo[:workers + 1]]
+        for i, video in enumerate(tqdm(todo, desc=f"test {out_path.stem}", unit="video", disable=not progress)):
+            crops = pending[i].result()
+            if i + workers + 1 < len(todo):
+                pending.append(pool.submit(prepare, todo[i + workers + 1]))
+            pending[i] = None
+            scores = forward_crops(net, crops, output, protocol.max_batch)
+            if scores.shape[1] != num_classes:
+                raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
+            probs = softmax(scores) if apply_softmax else scores
+            crops_per_frame = 10 if protocol.crop_mode == "ten" else 1
+            collector.add(video.video_id, video.label, probs.reshape(protocol.frames, crops_per_frame, -1))
+            if (i + 1) % checkpoint_every == 0:
+                _save_partial(partial, collector)
+    meta = {**meta, "protocol": {"frames": protocol.frames, "crop_mode": protocol.crop_mode,
+                                 "crop_size": protocol.crop_size, "stack_length": protocol.stack_length,
+                                 "rgb_at_stack_centre": protocol.rgb_at_stack_centre}}
+    score_set = collector.result(json.loads(json.dumps(meta)))
+    save_scores(out_path, score_set)
+    partial.unlink(missing_ok=True)
+    return score_set
