@@ -13,7 +13,7 @@ Spatial sizes for a crop of side S (Caffe rounds convolutions down and poolings 
 """
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from caffe import layers as L
 from caffe import params as P
@@ -67,7 +67,7 @@ class Backbone:
         fcs: fc6, fc7.
         crop_size: default side of the square input crop.
         lrn: ``lrn_param`` of the norm layers (Caffe's alpha, i.e. already multiplied by local_size).
-        conv_filler, fc_filler, bias_filler: fillers of layers trained from scratch (the published weights
+        conv_filler, fc_filler, fc_bias_filler: fillers of layers trained from scratch (the published weights
             replace them when a caffemodel is given).
     """
     name: str
@@ -90,11 +90,6 @@ class Backbone:
     @property
     def fc_names(self) -> Tuple[str, ...]:
         return tuple(stage.fc for stage in self.fcs)
-
-    @property
-    def feature_channels(self) -> int:
-        """Channels of the last conv map (and of pool5)."""
-        return self.convs[-1].num_output
 
     def spatial_sizes(self, crop_size: int) -> Dict[str, int]:
         """Side of every conv and pool output for a square input of side ``crop_size``.
@@ -265,7 +260,3 @@ def add_fc_layers(n, bottom, backbone: Backbone, prefix: str = "", trainable: bo
         top = add_relu_dropout(n, top, prefix + stage.relu, prefix + stage.drop, dropout)
     return top
 
-
-def layer_names(backbone: Backbone, with_fc: bool = True) -> Sequence[str]:
-    """Names of the layers of ``backbone`` that hold parameters (convs, then fc6, fc7 when ``with_fc``)."""
-    return backbone.conv_names + (backbone.fc_names if with_fc else ())
