@@ -77,8 +77,9 @@ def make_ucf101(root: Path, videos: dict[str, list[tuple[str, int]]]) -> tuple[P
 
 
 def make_hmdb51(root: Path, videos: dict[str, list[tuple[str, int]]]) -> tuple[Path, Path]:
-    """An HMDB51 layout with the same rule as :func:`make_ucf101` (flag 2 test, 1 train, the last
-    video of each class 0 = unused in split 3). Returns ``(videos_root, splits_dir)``."""
+    """An HMDB51 layout: video i of a class has flag 2 (test) in split k when ``i % 3 == k - 1``;
+    in split 3 video ``i % 3 == 0`` is unused (flag 0); otherwise flag 1 (train).
+    Returns ``(videos_root, splits_dir)``."""
     videos_root, splits_dir = Path(root) / "hmdb51", Path(root) / "testTrainMulti_7030_splits"
     splits_dir.mkdir(parents=True, exist_ok=True)
     for label, cls in enumerate(sorted(videos)):
@@ -86,9 +87,7 @@ def make_hmdb51(root: Path, videos: dict[str, list[tuple[str, int]]]) -> tuple[P
         for i, (name, count) in enumerate(videos[cls]):
             write_video(videos_root / cls / f"{name}.avi", moving_frames(count, seed=label * 100 + i))
             for k in (1, 2, 3):
-                flag = 2 if i % 3 == k - 1 else 1
-                if k == 3 and i == len(videos[cls]) - 1:
-                    flag = 0
+                flag = 2 if i % 3 == k - 1 else 0 if (k == 3 and i % 3 == 0) else 1
                 lines[k].append(f"{name}.avi {flag} \n")
         for k in (1, 2, 3):
             (splits_dir / f"{cls}_test_split{k}.txt").write_text("".join(lines[k]))

@@ -25,7 +25,7 @@ Reader API (shared by both storage modes, used by the data layer and the evaluat
     store.get_image(video_id, t)  # uint8: rgb (H, W, 3) BGR; flow (H, 2W) x|y; mag (H, W)
 
 Stores open their files lazily in the process that reads them, so they may be created before a
-``fork`` or pickled into worker processes.
+``fork`` or pickled into worker processes (LMDB environments are never used across ``fork``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from types import ModuleType
 import cv2
 import lmdb
 import numpy as np
+
+from multiprocessing.pool import Pool
 
 from .parallel import imap_progress
 
@@ -179,28 +181,46 @@ class _FrameStore:
         return decode_image(self.get_bytes(video_id, t), self.modality)
 
 
+# One read-only environment per database and process: LMDB allows a path to be opened only once per
+# process, and an environment must not be used across fork().
+_READ_ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
+
+
+def _open_readonly(path: Path) -> lmdb.Environment:
+    key = os.path.realpath(path)
+    cached = _READ_ENVS.get(key)
+    if cached is not None and cached[1] == os.getpid():
+        return cached[0]
+    if cached is not None:
+        cached[0].close()        # inherited through fork(): unusable here, and it blocks reopening
+    env = lmdb.open(key, readonly=True, lock=False, readahead=False, max_readers=512)
+    _READ_ENVS[key] = (env, os.getpid())
+    return env
+
+
+def _close_readonly(path: Path) -> None:
+    cached = _READ_ENVS.pop(os.path.realpath(path), None)
+    if cached is not None:
+        cached[0].close()
+
+
 class LmdbFrameStore(_FrameStore):
-    """Read-only access to one LMDB database built by :func:`build_lmdb`."""
+    """Read-only access to one LMDB database built by :func:`build_lmdb`.
+
+    Stores of the same database share one environment per process; ``close()`` closes it for all.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         if not (self.path / "data.mdb").is_file():
             raise FileNotFoundError(f"no LMDB database at {self.path}")
-        self._env, self._pid = None, None
         raw = self._get(INDEX_KEY)
         if raw is None:
             raise ValueError(f"LMDB database {self.path} has no {INDEX_KEY.decode()} key (unfinished build?)")
         self.index = StoreIndex.from_json(json.loads(raw))
 
-    def _environment(self) -> lmdb.Environment:
-        if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(os.fspath(self.path), readonly=True, lock=False, readahead=False,
-                                  max_readers=512)
-            self._pid = os.getpid()
-        return self._env
-
     def _get(self, key: bytes) -> bytes | None:
-        with self._environment().begin(buffers=False) as txn:
+        with _open_readonly(self.path).begin(buffers=False) as txn:
             return txn.get(key)
 
     def get_bytes(self, video_id: str, t: int) -> bytes:
@@ -212,14 +232,7 @@ class LmdbFrameStore(_FrameStore):
         return parse_datum(value)[0]
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
-            self._env.close()
-        self._env = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_env"], state["_pid"] = None, None
-        return state
+        _close_readonly(self.path)
 
     def __enter__(self):
         return self
@@ -290,11 +303,12 @@ def write_folder_index(path: Path, index: StoreIndex, frames_root: Path) -> None
     _write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"))
 
 
-def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource], workers: int = 1,
+def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource], pool: Pool | None = None,
                progress: bool = True) -> dict:
     """Build (or finish, or keep) the LMDB database ``db_path`` holding every image of ``index``.
 
-    ``sources[video_id]`` gives each video's frame folder and frame size. The database is written
+    ``sources[video_id]`` gives each video's frame folder and frame size; the files are read on
+    ``pool`` (see :func:`mfuse.prep.parallel.worker_pool`; None reads inline). The database is written
     into ``<db_path>.partial/`` in transactions that each hold whole videos, so after a kill the
     next call skips the videos already committed; ``__index__`` is written last and the folder is
     then renamed to ``db_path``. An existing ``db_path`` with the same index and entry count is kept
@@ -320,7 +334,7 @@ def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource]
         jobs = [(v, sources[v.video_id], index.modality) for v in todo]
         batch: list[tuple[bytes, bytes]] = []
         batch_bytes = 0
-        for items in imap_progress(_read_video_items, jobs, workers, f"lmdb {db_path.name}",
+        for items in imap_progress(_read_video_items, jobs, pool, f"lmdb {db_path.name}",
                                    progress=progress):
             batch.extend(items)
             batch_bytes += sum(len(value) for _, value in items)
@@ -333,6 +347,7 @@ def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource]
     finally:
         env.close()
     (partial / INTENT_NAME).unlink()
+    _close_readonly(db_path)
     if db_path.exists():
         shutil.rmtree(db_path)
     os.replace(partial, db_path)
@@ -377,12 +392,8 @@ def _estimate_map_size(index: StoreIndex, sources: dict[str, VideoSource]) -> in
 def _is_complete_database(db_path: Path, index_bytes: bytes, total_images: int) -> bool:
     if not (db_path / "data.mdb").is_file():
         return False
-    env = lmdb.open(os.fspath(db_path), readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            return txn.get(INDEX_KEY) == index_bytes and txn.stat()["entries"] == total_images + 1
-    finally:
-        env.close()
+    with _open_readonly(db_path).begin() as txn:
+        return txn.get(INDEX_KEY) == index_bytes and txn.stat()["entries"] == total_images + 1
 
 
 def _reset_partial_if_stale(partial: Path, index_bytes: bytes) -> None:

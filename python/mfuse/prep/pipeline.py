@@ -20,6 +20,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +29,7 @@ from mfuse.datasets import SUBSETS, VideoRecord, get_dataset, union_of_splits
 from .frames import ExtractSettings, VideoError, extract_video, is_video_complete, read_meta
 from .lmdb_store import (MODALITIES, StoreIndex, VideoEntry, VideoSource, build_lmdb, database_name,
                          write_folder_index)
-from .parallel import imap_progress
+from .parallel import imap_progress, worker_pool
 
 STAGES = ("extract", "stores")
 STORAGES = ("lmdb", "folder", "both")
@@ -69,7 +70,13 @@ class Summary:
 
     @property
     def failures(self) -> list[Failure]:
-        return [f for report in self.stages.values() for f in report.failures]
+        """One failure per video: the first stage's (a video that failed extraction is also
+        missing from the stores)."""
+        first: dict[str, Failure] = {}
+        for report in self.stages.values():
+            for failure in report.failures:
+                first.setdefault(failure.video_id, failure)
+        return list(first.values())
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -123,8 +130,9 @@ def _extract_one(job: tuple[VideoRecord, Path, ExtractSettings]) -> dict:
 
 
 def extract_videos(records: Sequence[VideoRecord], frames_root: Path, settings: ExtractSettings,
-                   workers: int = 1, progress: bool = True) -> tuple[StageReport, dict[str, dict]]:
-    """Extract frames (and flow) of ``records`` into ``<frames_root>/<video_id>/``.
+                   pool: Pool | None = None, progress: bool = True) -> tuple[StageReport, dict[str, dict]]:
+    """Extract frames (and flow) of ``records`` into ``<frames_root>/<video_id>/``, one video per task
+    on ``pool`` (:func:`mfuse.prep.parallel.worker_pool`; None runs inline).
 
     Returns the stage report and ``{video_id: meta}`` of every complete video.
     """
@@ -132,7 +140,7 @@ def extract_videos(records: Sequence[VideoRecord], frames_root: Path, settings: 
     report = StageReport(worker_seconds={"decode": 0.0, "flow": 0.0, "write": 0.0})
     metas: dict[str, dict] = {}
     jobs = [(r, Path(frames_root) / r.video_id, settings) for r in records]
-    for result in imap_progress(_extract_one, jobs, workers, "frames+flow", progress=progress):
+    for result in imap_progress(_extract_one, jobs, pool, "frames+flow", progress=progress):
         if result["status"] == "failed":
             report.failures.append(Failure("extract", result["video_id"], result["path"], result["reason"]))
             continue
@@ -156,7 +164,7 @@ def store_modalities(settings: ExtractSettings) -> tuple[str, ...]:
 
 def build_stores(dataset: str, classes: list[str], lists: dict[tuple[int, str], list[VideoRecord]],
                  out_root: Path, settings: ExtractSettings, storage: str = "lmdb",
-                 modalities: Sequence[str] | None = None, workers: int = 1,
+                 modalities: Sequence[str] | None = None, pool: Pool | None = None,
                  shard: tuple[int, int] | None = None, progress: bool = True) -> StageReport:
     """Build the frame stores of every (split, subset, modality) from the extracted frame folders.
 
@@ -180,7 +188,7 @@ def build_stores(dataset: str, classes: list[str], lists: dict[tuple[int, str], 
         if storage in ("folder", "both"):
             write_folder_index(out_root / "lists" / f"{name}.json", index, frames_root)
         if storage in ("lmdb", "both"):
-            stats = build_lmdb(out_root / "lmdb" / name, index, sources, workers, progress)
+            stats = build_lmdb(out_root / "lmdb" / name, index, sources, pool, progress)
             report.skipped += stats["skipped"]
             report.processed += not stats["skipped"]
             report.disk_bytes += stats["bytes"]
@@ -232,13 +240,14 @@ def prepare_dataset(dataset: str, videos_root: Path, splits_dir: Path, out_root:
     videos = union_of_splits(list(lists.values()))
     summary = Summary(dataset, videos=len(videos))
     metas: dict[str, dict] = {}
-    if "extract" in stages:
-        report, metas = extract_videos(select_shard(videos, shard), out_root / "frames", settings,
-                                       workers, progress)
-        summary.stages["extract"] = report
-    if "stores" in stages:
-        summary.stages["stores"] = build_stores(dataset, classes, lists, out_root, settings, storage,
-                                                modalities, workers, shard, progress)
+    with worker_pool(workers) as pool:
+        if "extract" in stages:
+            report, metas = extract_videos(select_shard(videos, shard), out_root / "frames", settings,
+                                           pool, progress)
+            summary.stages["extract"] = report
+        if "stores" in stages:
+            summary.stages["stores"] = build_stores(dataset, classes, lists, out_root, settings, storage,
+                                                    modalities, pool, shard, progress)
     if "extract" not in stages:
         metas = complete_videos(videos, out_root / "frames", settings)[1]
     summary.frames = sum(m["num_frames"] for m in metas.values())
