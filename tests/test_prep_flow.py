@@ -67,3 +67,12 @@ def test_a_known_translation_survives_flow_quantisation_and_jpeg(algorithm, shif
     assert abs(est_x - dx) < 0.3 and abs(est_y - dy) < 0.3, (est_x, est_y)
     magnitude = np.median(flow_magnitude(flow)[inner])
     assert magnitude == round(np.hypot(dx, dy))
+
+
+def test_flow_needs_two_gray_frames_of_one_size():
+    flow = create_flow_function("dis")
+    gray = np.zeros((16, 16), np.uint8)
+    with pytest.raises(ValueError, match="two uint8 gray frames of one size"):
+        flow(gray, np.zeros((16, 17), np.uint8))
+    with pytest.raises(ValueError, match="two uint8 gray frames"):
+        flow(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8))
