@@ -31,8 +31,8 @@ class FlowAmplify(caffe.Layer):
         self.feat = None
 
     def reshape(self, bottom, top):
-        check_shapes(bottom[0].data.shape, bottom[1].data.shape, layer=LAYER)
-        top[0].reshape(*bottom[0].data.shape)
+        check_shapes(tuple(bottom[0].shape), tuple(bottom[1].shape), layer=LAYER)
+        top[0].reshape(*bottom[0].shape)
 
     def forward(self, bottom, top):
         self.feat = np.array(bottom[0].data, dtype=np.float64)  # kept for backward (and in-place use)
