@@ -7,14 +7,16 @@ from mfuse.layers.flow_amplify_ops import FlowAmplifyParams, check_shapes, compu
     flow_amplify_forward, resize_matrices, resize_weights
 
 CV2_FLAGS = {"AREA": cv2.INTER_AREA, "BILINEAR": cv2.INTER_LINEAR, "NEAREST": cv2.INTER_NEAREST}
-# cv2 relative tolerance: weights are float32 and cv2 switches between two coordinate roundings (~2e-6).
-RESIZE_RTOL = 1e-5
+# Against cv2.resize, relative to the map's maximum (the issue asks 1e-5). Measured: <= 2.2e-7, except for
+# 1-pixel-high/wide BILINEAR maps, where x86 cv2 leaves its IPP path for one that rounds the source
+# coordinate to float32 first (<= 1.8e-6). A float32 coordinate everywhere would fail (6e-6 at 224 -> 13).
+RESIZE_RTOL = 3e-6
 
 
 def size_pairs(count, seed):
     """Fixed interesting (src_h, src_w, dst_h, dst_w) plus `count` random ones (shrinking, growing, mixed)."""
     fixed = [(224, 224, 13, 13), (224, 224, 14, 14), (256, 340, 13, 13), (224, 224, 224, 224), (7, 7, 14, 14),
-             (3, 5, 13, 4), (1, 1, 13, 13), (56, 8, 58, 5), (30, 20, 7, 20), (6, 6, 4, 4)]
+             (3, 5, 13, 4), (1, 1, 13, 13), (1, 40, 32, 39), (56, 8, 58, 5), (30, 20, 7, 20), (6, 6, 4, 4)]
     rng = np.random.default_rng(seed)
     return fixed + [tuple(int(v) for v in rng.integers(1, 64, 4)) for _ in range(count)]
 

@@ -149,7 +149,7 @@ void FlowAmplifyLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
   CHECK(param.scale() >= 0 || param.allow_negative_scale())
       << name << ": scale must be >= 0 unless allow_negative_scale is set; "
       << "got scale " << param.scale() << ShapesOf(bottom);
-  CHECK(param.clip_max() >= 0)
+  CHECK_GE(param.clip_max(), 0)
       << name << ": clip_max must be >= 0 (0 disables clipping); got "
       << param.clip_max() << ShapesOf(bottom);
   offset_ = param.offset();
