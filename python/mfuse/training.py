@@ -90,7 +90,8 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
         command += ["-weights", str(weights)]
     if gpu is not None:
         command += ["-gpu", str(gpu)]
-    env = dict(os.environ)
+    # The log is parsed (progress, curves): Caffe must log at INFO whatever the caller's pycaffe setting.
+    env = dict(os.environ, GLOG_minloglevel="0")
     if snapshot is not None:
         command += ["-snapshot", str(snapshot)]
         env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * info.iter_size)
