@@ -97,7 +97,7 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
         env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * info.iter_size)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, tqdm(total=info.max_iter, desc=f"train {Path(solver_path).stem}",
+    with open(log_path, "w", buffering=1) as log, tqdm(total=info.max_iter, desc=f"train {Path(solver_path).stem}",
                                           unit="it", disable=not progress) as bar:
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env=env)
