@@ -1,0 +1,396 @@
+"""Net surgery: initial caffemodels for the fusion and stream nets, and FlowAmplify insertion into any net.
+
+- ``init_fusion``: a fusion net's initial weights from a trained spatial and a trained temporal caffemodel
+  (``rgb_conv1`` <- spatial ``conv1``, ``flow_conv1`` <- temporal ``conv1``, ...).
+- ``init_from_imagenet``: a stream net's initial weights from an ImageNet caffemodel; for the temporal net the
+  first conv's RGB filters can be averaged over the channels and replicated (cross-modality initialisation).
+- ``insert_flow_amplify``: adds an Input for the magnitude and a ``FlowAmplify`` after a named layer of a
+  deploy prototxt, keeping every weight.
+
+Every copy is checked: a layer of the target net that should come from a source but is absent there, or whose
+blob shapes differ, is an error naming the layer, the file and the shapes, and nothing is written. The result
+is a list of ``CopyRecord`` (``format_report`` prints it).
+
+Weights are read straight from the caffemodel protobuf (new ``layer`` and legacy V1 ``layers`` formats), so a
+source needs no prototxt; the target net is instantiated with pycaffe from its (deploy) prototxt.
+"""
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import caffe
+import numpy as np
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+from .nets.fusion import PREFIXES
+
+#: Status of a ``CopyRecord``.
+COPIED, ADAPTED, SKIPPED, UNUSED, MISMATCH, MISSING = "copied", "adapted", "skipped", "unused", "mismatch", "missing"
+
+
+class SurgeryError(ValueError):
+    """A source does not fit the target net; the message lists every offending layer."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """A caffemodel feeding the target layers whose names start with ``prefix``.
+
+    Target layer ``prefix + name`` is filled from the source layer ``name``. With ``required``, a target
+    layer with that prefix missing from the source is an error (a fusion tower must be complete); otherwise
+    it keeps its filler initialisation and is reported as skipped.
+    """
+    caffemodel: str
+    prefix: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class CopyRecord:
+    """What happened to one layer: ``target`` (layer of the target net, "" for an unused source layer),
+    ``source`` ("file:layer" or ""), ``status`` and a human-readable ``detail`` (shapes, reason)."""
+    target: str
+    source: str
+    status: str
+    detail: str
+
+
+def _shape(blob: caffe_pb2.BlobProto) -> Tuple[Tuple[int, ...], bool]:
+    """(shape, legacy) of a stored blob: ``shape.dim`` or the legacy num/channels/height/width."""
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim), False
+    return (blob.num, blob.channels, blob.height, blob.width), True
+
+
+def _blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    shape, _ = _shape(blob)
+    values = blob.data if len(blob.data) else blob.double_data
+    array = np.asarray(values, dtype=np.float32)
+    if array.size != int(np.prod(shape)):
+        raise SurgeryError(f"a blob holds {array.size} values for shape {shape}")
+    return array.reshape(shape)
+
+
+@dataclass
+class StoredLayer:
+    """The blobs of one layer of a caffemodel: arrays in their stored shapes, and whether the shapes are the
+    legacy 4-D ones of V1 models (then leading 1s do not count, as Caffe's own copy allows)."""
+    blobs: List[np.ndarray]
+    legacy: bool
+
+
+def read_caffemodel(path) -> Dict[str, StoredLayer]:
+    """Layer name -> blobs of every layer with parameters in the caffemodel at ``path``.
+
+    Raises:
+        SurgeryError: if the file is missing or is not a Caffe NetParameter.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SurgeryError(f"caffemodel {path} does not exist")
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(path.read_bytes())
+    except DecodeError as err:
+        raise SurgeryError(f"{path} is not a caffemodel (Caffe NetParameter): {err}") from err
+    layers = {}
+    for layer in list(model.layer) + list(model.layers):
+        if len(layer.blobs):
+            try:
+                blobs = [_blob_array(blob) for blob in layer.blobs]
+            except SurgeryError as err:
+                raise SurgeryError(f"{path}: layer {layer.name}: {err}") from err
+            layers[layer.name] = StoredLayer(blobs, any(_shape(blob)[1] for blob in layer.blobs))
+    if not layers:
+        raise SurgeryError(f"{path} holds no layer with weights: is it a caffemodel (not a prototxt)?")
+    return layers
+
+
+def _strip_leading_ones(shape: Sequence[int]) -> Tuple[int, ...]:
+    shape = tuple(shape)
+    while len(shape) > 1 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _fits(stored: np.ndarray, target_shape: Tuple[int, ...], legacy: bool) -> bool:
+    if stored.shape == target_shape:
+        return True
+    return legacy and _strip_leading_ones(stored.shape) == _strip_leading_ones(target_shape)
+
+
+def _cross_modality(weights: np.ndarray, target_shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+    """RGB filters (O x 3 x k x k) averaged over channels and replicated to the target's input channels, or
+    None when the shapes are not those of a first conv going from 3 to another number of channels."""
+    if weights.ndim != 4 or len(target_shape) != 4 or weights.shape[1] != 3:
+        return None
+    if (weights.shape[0],) + weights.shape[2:] != (target_shape[0],) + tuple(target_shape[2:]):
+        return None
+    return np.repeat(weights.mean(axis=1, keepdims=True), target_shape[1], axis=1)
+
+
+def _shapes(arrays) -> str:
+    return ", ".join("x".join(map(str, shape)) for shape in arrays)
+
+
+def _load_target(prototxt) -> "caffe.Net":
+    path = Path(prototxt)
+    if not path.is_file():
+        raise SurgeryError(f"prototxt {path} does not exist")
+    try:
+        text_format.Merge(path.read_text(), caffe_pb2.NetParameter())
+    except text_format.ParseError as err:
+        raise SurgeryError(f"{path} is not a valid net prototxt: {err}") from err
+    return caffe.Net(str(path), caffe.TEST)
+
+
+def _source_for(layer: str, sources: Sequence[WeightSource]) -> Optional[WeightSource]:
+    matching = [source for source in sources if layer.startswith(source.prefix)]
+    return max(matching, key=lambda source: len(source.prefix)) if matching else None
+
+
+def _copy_layer(name: str, target_blobs, source: WeightSource, stored: Dict[str, StoredLayer],
+                cross_modality: bool) -> CopyRecord:
+    source_name = name[len(source.prefix):]
+    label = f"{source.caffemodel}:{source_name}"
+    target_shapes = [tuple(blob.data.shape) for blob in target_blobs]
+    if source_name not in stored:
+        if source.required:
+            return CopyRecord(name, label, MISSING, f"no layer {source_name} in {source.caffemodel}")
+        return CopyRecord(name, "", SKIPPED, f"not in {source.caffemodel}: keeps its filler initialisation")
+    layer = stored[source_name]
+    source_shapes = [array.shape for array in layer.blobs]
+    detail = f"target {_shapes(target_shapes)} <- source {_shapes(source_shapes)}"
+    if len(layer.blobs) != len(target_blobs):
+        return CopyRecord(name, label, MISMATCH, f"{len(target_blobs)} blobs <- {len(layer.blobs)} blobs; {detail}")
+    new_values, adapted = [], False
+    for array, shape in zip(layer.blobs, target_shapes):
+        if _fits(array, shape, layer.legacy):
+            new_values.append(array.reshape(shape))
+            continue
+        replicated = _cross_modality(array, shape) if cross_modality else None
+        if replicated is None:
+            return CopyRecord(name, label, MISMATCH, detail)
+        new_values.append(replicated)
+        adapted = True
+    for blob, values in zip(target_blobs, new_values):
+        blob.data[...] = values
+    if adapted:
+        return CopyRecord(name, label, ADAPTED, f"{detail} (RGB filters averaged and replicated)")
+    return CopyRecord(name, label, COPIED, detail)
+
+
+def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
+               cross_modality: bool = False) -> List[CopyRecord]:
+    """Writes ``out_caffemodel`` for the net of ``target_prototxt``, its layers filled from ``sources``.
+
+    Args:
+        target_prototxt: the target net (a deploy prototxt: no data layer to open).
+        sources: caffemodels with the name prefixes they fill.
+        out_caffemodel: written only when every copy fits (via a temporary file).
+        cross_modality: a first conv layer whose source has 3 input channels and the target another number
+            gets the channel-averaged RGB filters, replicated (the temporal net from an ImageNet model).
+
+    Returns:
+        one record per target layer with parameters, then one per unused source layer.
+
+    Raises:
+        SurgeryError: listing every missing or shape-mismatched layer (with file and shapes).
+    """
+    stored = {source.caffemodel: read_caffemodel(source.caffemodel) for source in sources}
+    net = _load_target(target_prototxt)
+    records, used = [], set()
+    for name, blobs in net.params.items():
+        source = _source_for(name, sources)
+        if source is None:
+            records.append(CopyRecord(name, "", SKIPPED, "no source for this name: keeps its filler initialisation"))
+            continue
+        records.append(_copy_layer(name, blobs, source, stored[source.caffemodel], cross_modality))
+        used.add((source.caffemodel, name[len(source.prefix):]))
+    for source in sources:
+        for name in stored[source.caffemodel]:
+            if (source.caffemodel, name) not in used:
+                records.append(CopyRecord("", f"{source.caffemodel}:{name}", UNUSED, "not in the target net"))
+    errors = [record for record in records if record.status in (MISMATCH, MISSING)]
+    if errors:
+        lines = "\n".join(f"  {record.target} <- {record.source}: {record.status}: {record.detail}"
+                          for record in errors)
+        raise SurgeryError(f"the sources do not fit {target_prototxt}; nothing written:\n{lines}")
+    _save_atomic(net, out_caffemodel)
+    return records
+
+
+def _save_atomic(net, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        net.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def init_fusion(fusion_prototxt, spatial_caffemodel, temporal_caffemodel, out_caffemodel,
+                prefixes: Tuple[str, str] = PREFIXES) -> List[CopyRecord]:
+    """The initial caffemodel of a fusion net: its ``rgb_*`` layers from the trained spatial net, its
+    ``flow_*`` layers from the trained temporal net; the layers after the fusion keep their fillers.
+
+    Args:
+        fusion_prototxt: the fusion net's deploy prototxt.
+        spatial_caffemodel, temporal_caffemodel: trained stream nets (spatial or spatial_amp; temporal).
+        out_caffemodel: output path.
+        prefixes: tower prefixes (spatial, temporal).
+    """
+    sources = [WeightSource(str(spatial_caffemodel), prefixes[0], required=True),
+               WeightSource(str(temporal_caffemodel), prefixes[1], required=True)]
+    return transplant(fusion_prototxt, sources, out_caffemodel)
+
+
+def init_from_imagenet(stream_prototxt, imagenet_caffemodel, out_caffemodel,
+                       cross_modality: bool = False) -> List[CopyRecord]:
+    """The initial caffemodel of a stream net from an ImageNet model (same layer names; layers absent from the
+    ImageNet model, like ``fc8_action``, keep their fillers). ``cross_modality``: the temporal net's first conv
+    gets the RGB filters averaged over channels, replicated to its 2L flow channels."""
+    return transplant(stream_prototxt, [WeightSource(str(imagenet_caffemodel))], out_caffemodel, cross_modality)
+
+
+def _input_shapes(net: caffe_pb2.NetParameter) -> Dict[str, List[int]]:
+    shapes = {}
+    if net.input:
+        legacy = [list(net.input_dim[4 * i:4 * i + 4]) for i in range(len(net.input_dim) // 4)]
+        given = [list(shape.dim) for shape in net.input_shape] or legacy
+        shapes.update(zip(net.input, given))
+    for layer in net.layer:
+        if layer.type == "Input":
+            specs = [list(shape.dim) for shape in layer.input_param.shape]
+            specs = specs * len(layer.top) if len(specs) == 1 else specs
+            shapes.update(zip(layer.top, specs))
+    return shapes
+
+
+def _blob_names(net: caffe_pb2.NetParameter) -> set:
+    names = set(net.input)
+    for layer in net.layer:
+        names.update(layer.top)
+        names.update(layer.bottom)
+    return names
+
+
+def _rename_after(layers, start: int, old: str, new: str) -> None:
+    """Makes every later reader of blob ``old`` read ``new``; in-place layers on it write ``new`` too. Stops
+    after a layer that writes ``old`` afresh (a new blob of that name)."""
+    for layer in layers[start:]:
+        in_place = old in layer.bottom and old in layer.top
+        layer.bottom[:] = [new if name == old else name for name in layer.bottom]
+        if in_place:
+            layer.top[:] = [new if name == old else name for name in layer.top]
+        elif old in layer.top:
+            return
+
+
+def amplified_prototxt(deploy: caffe_pb2.NetParameter, after_layer: str,
+                       magnitude_shape: Optional[Sequence[int]] = None, magnitude_top: str = "data_mag",
+                       flow_amplify_param: Optional[dict] = None,
+                       layer_name: str = "flow_amplify") -> caffe_pb2.NetParameter:
+    """A copy of ``deploy`` with an Input ``magnitude_top`` and ``FlowAmplify`` on the output of ``after_layer``.
+
+    The amplified blob is ``<top>_amp``; every later layer reading the old top reads it instead (in-place
+    layers such as a following ReLU move along).
+
+    Args:
+        deploy: a net in the current format (``layer``, not V1 ``layers``).
+        after_layer: the layer whose (single) top is amplified.
+        magnitude_shape: N x 1 x H x W of the magnitude input; default: N, H, W of the net's first input.
+        magnitude_top: name of the new input blob.
+        flow_amplify_param: fields of ``FlowAmplifyParameter``; default offset 1, scale 1.
+        layer_name: name of the new layer.
+
+    Raises:
+        SurgeryError: V1 format, unknown layer, a layer with several tops, a name already taken, or no
+            input shape to derive the magnitude shape from.
+    """
+    if len(deploy.layers):
+        raise SurgeryError("the prototxt uses the legacy V1 'layers' format; convert it first with Caffe's "
+                           "upgrade_net_proto_text tool")
+    names = [layer.name for layer in deploy.layer]
+    if after_layer not in names:
+        raise SurgeryError(f"no layer {after_layer!r} in the net; layers: {names}")
+    index = names.index(after_layer)
+    target = deploy.layer[index]
+    if len(target.top) != 1:
+        raise SurgeryError(f"layer {after_layer} has {len(target.top)} tops; FlowAmplify needs a single one")
+    top, blobs = target.top[0], _blob_names(deploy)
+    amplified = f"{top}_amp"
+    for name in (magnitude_top, amplified):
+        if name in blobs:
+            raise SurgeryError(f"the net already has a blob called {name!r}; choose another name")
+    if layer_name in names:
+        raise SurgeryError(f"the net already has a layer called {layer_name!r}; choose another name")
+    if magnitude_shape is None:
+        inputs = _input_shapes(deploy)
+        if not inputs:
+            raise SurgeryError("the net has no Input layer or input shape: give magnitude_shape (N, 1, H, W)")
+        first = next(iter(inputs.values()))
+        magnitude_shape = [first[0], 1] + list(first[2:])
+    net = caffe_pb2.NetParameter()
+    net.CopyFrom(deploy)
+    layers = list(net.layer)
+    mag = caffe_pb2.LayerParameter(name=magnitude_top, type="Input", top=[magnitude_top])
+    mag.input_param.shape.add().dim.extend(int(d) for d in magnitude_shape)
+    amp = caffe_pb2.LayerParameter(
+        name=layer_name, type="FlowAmplify", bottom=[top, magnitude_top], top=[amplified],
+        flow_amplify_param=caffe_pb2.FlowAmplifyParameter(**(flow_amplify_param or dict(offset=1, scale=1))))
+    _rename_after(layers, index + 1, top, amplified)
+    leading_inputs = next((i for i, layer in enumerate(layers) if layer.type != "Input"), len(layers))
+    layers.insert(index + 1, amp)
+    layers.insert(leading_inputs, mag)
+    del net.layer[:]
+    net.layer.extend(layers)
+    return net
+
+
+def insert_flow_amplify(deploy_prototxt, caffemodel, after_layer: str, out_prototxt, out_caffemodel,
+                        magnitude_shape: Optional[Sequence[int]] = None, magnitude_top: str = "data_mag",
+                        flow_amplify_param: Optional[dict] = None) -> List[CopyRecord]:
+    """Writes ``out_prototxt`` (``deploy_prototxt`` + magnitude Input + FlowAmplify after ``after_layer``) and
+    ``out_caffemodel`` (every weight of ``caffemodel``; each layer with parameters must be in it, with its
+    shapes). See ``amplified_prototxt`` for the arguments.
+
+    With offset 1 and a zero magnitude the new net computes exactly what the old one did.
+    """
+    path = Path(deploy_prototxt)
+    if not path.is_file():
+        raise SurgeryError(f"prototxt {path} does not exist")
+    deploy = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(path.read_text(), deploy)
+    except text_format.ParseError as err:
+        raise SurgeryError(f"{path} is not a valid net prototxt: {err}") from err
+    net = amplified_prototxt(deploy, after_layer, magnitude_shape, magnitude_top, flow_amplify_param)
+    out_prototxt = Path(out_prototxt)
+    out_prototxt.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# {path.name} with FlowAmplify after {after_layer} (mfuse.surgery.insert_flow_amplify)\n"
+    handle, tmp = tempfile.mkstemp(dir=out_prototxt.parent, prefix=f".{out_prototxt.name}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(header + text_format.MessageToString(net))
+    os.replace(tmp, out_prototxt)
+    return transplant(out_prototxt, [WeightSource(str(caffemodel), required=True)], out_caffemodel)
+
+
+def format_report(records: Sequence[CopyRecord]) -> str:
+    """A table of the records, one line each, with a count per status at the end."""
+    width = max([len(record.target) for record in records] + [6])
+    lines = [f"{record.status:<8} {record.target or '-':<{width}}  {record.source or '-'}  {record.detail}"
+             for record in records]
+    counts = {}
+    for record in records:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""mfuse.surgery: fusion / ImageNet initialisation, FlowAmplify insertion, clear errors on bad sources."""
+import subprocess
+import sys
+from pathlib import Path
+
+import caffe
+import numpy as np
+import pytest
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from mfuse.nets.fusion import Fusion, fusion_net
+from mfuse.nets.inputs import DeployInputs
+from mfuse.nets.streams import spatial_net, temporal_net
+from mfuse.surgery import (ADAPTED, COPIED, SKIPPED, UNUSED, SurgeryError, amplified_prototxt, format_report,
+                           init_fusion, init_from_imagenet, insert_flow_amplify, read_caffemodel)
+
+REPO = Path(__file__).resolve().parents[1]
+TOWER = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+def _write(proto, path):
+    path.write_text(text_format.MessageToString(proto))
+    return path
+
+
+def _trained(proto, tmp_path, name, seed):
+    """Writes ``proto`` and a caffemodel of random weights for it; returns (prototxt, caffemodel, net)."""
+    prototxt = _write(proto, tmp_path / f"{name}.prototxt")
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(prototxt), caffe.TEST)
+    rng = np.random.default_rng(seed)
+    for blobs in net.params.values():
+        for blob in blobs:
+            blob.data[...] = rng.normal(0, 0.1, blob.data.shape)
+    net.save(str(tmp_path / f"{name}.caffemodel"))
+    return prototxt, tmp_path / f"{name}.caffemodel", net
+
+
+@pytest.fixture
+def streams(tmp_path):
+    spatial = _trained(spatial_net("tiny", 8, DeployInputs(batch_size=2)), tmp_path, "spatial", 1)
+    temporal = _trained(temporal_net("tiny", 8, DeployInputs(batch_size=2)), tmp_path, "temporal", 2)
+    return spatial, temporal
+
+
+@pytest.mark.parametrize("kind", ["baseline_a", "mfuse_conv5", "mfuse_fc7"])
+def test_fusion_init_copies_both_towers(tmp_path, streams, kind):
+    (_, spatial_model, spatial), (_, temporal_model, temporal) = streams
+    fusion = _write(fusion_net("tiny", "tiny", 8, DeployInputs(batch_size=2), Fusion(kind, num_output=16)),
+                    tmp_path / "fusion.prototxt")
+    out = tmp_path / "out" / "init.caffemodel"
+    records = init_fusion(fusion, spatial_model, temporal_model, out)
+    layers = TOWER + (["fc6", "fc7"] if kind == "mfuse_fc7" else [])
+    net = caffe.Net(str(fusion), str(out), caffe.TEST)
+    for layer in layers:
+        for prefix, stream in (("rgb_", spatial), ("flow_", temporal)):
+            for got, want in zip(net.params[prefix + layer], stream.params[layer]):
+                np.testing.assert_array_equal(got.data, want.data)
+    status = {record.target or record.source: record.status for record in records}
+    assert all(status[p + layer] == COPIED for layer in layers for p in ("rgb_", "flow_"))
+    assert status["cons_fc8"] == SKIPPED
+    assert status[f"{spatial_model}:fc8_action"] == UNUSED
+    assert "rgb_conv1" in format_report(records)
+
+
+def test_fusion_init_refuses_swapped_sources_and_writes_nothing(tmp_path, streams):
+    (_, spatial_model, _), (_, temporal_model, _) = streams
+    fusion = _write(fusion_net("tiny", "tiny", 8, DeployInputs(), Fusion("baseline_a")), tmp_path / "f.prototxt")
+    out = tmp_path / "init.caffemodel"
+    with pytest.raises(SurgeryError) as error:
+        init_fusion(fusion, temporal_model, spatial_model, out)
+    message = str(error.value)
+    assert "rgb_conv1" in message and "flow_conv1" in message and str(temporal_model) in message
+    assert "16x20x5x5" in message and "16x3x5x5" in message
+    assert "rgb_conv2" not in message  # only the layers that do not fit
+    assert not out.exists() and not list(tmp_path.glob(".init*"))
+
+
+def test_fusion_init_refuses_an_incomplete_tower(tmp_path, streams):
+    (_, spatial_model, _), (_, temporal_model, _) = streams
+    model = caffe_pb2.NetParameter.FromString(spatial_model.read_bytes())
+    kept = [layer for layer in model.layer if layer.name != "conv4"]
+    del model.layer[:]
+    model.layer.extend(kept)
+    partial = tmp_path / "partial.caffemodel"
+    partial.write_bytes(model.SerializeToString())
+    fusion = _write(fusion_net("tiny", "tiny", 8, DeployInputs(), Fusion("baseline_a")), tmp_path / "f.prototxt")
+    with pytest.raises(SurgeryError, match=r"rgb_conv4 .*missing.*no layer conv4 in .*partial.caffemodel"):
+        init_fusion(fusion, partial, temporal_model, tmp_path / "init.caffemodel")
+
+
+def test_imagenet_init_with_cross_modality(tmp_path, streams):
+    (_, imagenet_model, imagenet), _ = streams
+    temporal = _write(temporal_net("tiny", 8, DeployInputs(batch_size=1)), tmp_path / "t.prototxt")
+    with pytest.raises(SurgeryError, match=r"conv1 <- .*spatial.caffemodel:conv1: mismatch: target 16x20x5x5, 16 <- source 16x3x5x5, 16"):
+        init_from_imagenet(temporal, imagenet_model, tmp_path / "no.caffemodel")
+    records = init_from_imagenet(temporal, imagenet_model, tmp_path / "t.caffemodel", cross_modality=True)
+    net = caffe.Net(str(temporal), str(tmp_path / "t.caffemodel"), caffe.TEST)
+    rgb = imagenet.params["conv1"][0].data
+    expected = np.repeat(rgb.mean(axis=1, keepdims=True), 20, axis=1)
+    np.testing.assert_allclose(net.params["conv1"][0].data, expected, rtol=1e-6)
+    np.testing.assert_array_equal(net.params["conv1"][1].data, imagenet.params["conv1"][1].data)
+    np.testing.assert_array_equal(net.params["fc7"][0].data, imagenet.params["fc7"][0].data)
+    status = {record.target: record.status for record in records if record.target}
+    assert status["conv1"] == ADAPTED and status["conv2"] == COPIED
+
+
+def test_legacy_v1_caffemodels_are_read(tmp_path, streams):
+    """The published ImageNet models use V1 ``layers`` with num/channels/height/width blobs."""
+    (spatial_proto, _, spatial), _ = streams
+    legacy = caffe_pb2.NetParameter()
+    for name, blobs in spatial.params.items():
+        layer = legacy.layers.add(name=name)
+        for blob in blobs:
+            shape = (1,) * (4 - blob.data.ndim) + blob.data.shape
+            stored = layer.blobs.add(num=shape[0], channels=shape[1], height=shape[2], width=shape[3])
+            stored.data.extend(blob.data.ravel().tolist())
+    path = tmp_path / "legacy.caffemodel"
+    path.write_bytes(legacy.SerializeToString())
+    assert read_caffemodel(path)["fc6"].blobs[0].shape == (1, 1) + spatial.params["fc6"][0].data.shape
+    init_from_imagenet(spatial_proto, path, tmp_path / "copy.caffemodel")
+    net = caffe.Net(str(spatial_proto), str(tmp_path / "copy.caffemodel"), caffe.TEST)
+    np.testing.assert_array_equal(net.params["fc6"][0].data, spatial.params["fc6"][0].data)
+
+
+def test_bad_files_are_named(tmp_path, streams):
+    (spatial_proto, _, _), _ = streams
+    with pytest.raises(SurgeryError, match="missing.caffemodel does not exist"):
+        read_caffemodel(tmp_path / "missing.caffemodel")
+    with pytest.raises(SurgeryError, match="spatial.prototxt is not a caffemodel"):
+        read_caffemodel(spatial_proto)
+    (tmp_path / "empty.caffemodel").write_bytes(b"")
+    with pytest.raises(SurgeryError, match="empty.caffemodel holds no layer with weights"):
+        read_caffemodel(tmp_path / "empty.caffemodel")
+    (tmp_path / "junk.caffemodel").write_bytes(b"\xff\xff\xff\xff")
+    with pytest.raises(SurgeryError, match="junk.caffemodel is not a caffemodel"):
+        read_caffemodel(tmp_path / "junk.caffemodel")
+
+
+@pytest.mark.parametrize("after", ["conv5", "relu5", "conv3"])
+def test_inserted_amplification_with_zero_magnitude_changes_nothing(tmp_path, streams, after):
+    (spatial_proto, spatial_model, original), _ = streams
+    out_proto, out_model = tmp_path / "amp.prototxt", tmp_path / "amp.caffemodel"
+    insert_flow_amplify(spatial_proto, spatial_model, after, out_proto, out_model)
+    amplified = caffe.Net(str(out_proto), str(out_model), caffe.TEST)
+    image = np.random.default_rng(3).normal(0, 50, original.blobs["data_rgb"].data.shape)
+    original.blobs["data_rgb"].data[...] = image
+    reference = original.forward()["prob"].copy()
+    amplified.blobs["data_rgb"].data[...] = image
+    assert amplified.blobs["data_mag"].data.shape == (2, 1, 48, 48)
+    amplified.blobs["data_mag"].data[...] = 0
+    assert np.array_equal(amplified.forward()["prob"], reference)
+    amplified.blobs["data_mag"].data[...] = np.random.default_rng(4).uniform(0, 20, (2, 1, 48, 48))
+    assert not np.allclose(amplified.forward()["prob"], reference)  # the gate is in the path
+
+
+def test_amplified_prototxt_rewires_later_readers():
+    deploy = spatial_net("tiny", 8, DeployInputs(batch_size=2))
+    net = amplified_prototxt(deploy, "conv5", flow_amplify_param=dict(offset=1, scale=0.5))
+    layers = {layer.name: layer for layer in net.layer}
+    assert [layer.name for layer in net.layer[:2]] == ["data_rgb", "data_mag"]
+    assert list(layers["flow_amplify"].bottom) == ["conv5", "data_mag"]
+    assert layers["flow_amplify"].flow_amplify_param.scale == 0.5
+    assert list(layers["relu5"].bottom) == list(layers["relu5"].top) == ["conv5_amp"]
+    assert list(layers["pool5"].bottom) == ["conv5_amp"]
+    assert list(layers["data_mag"].input_param.shape[0].dim) == [2, 1, 48, 48]
+
+
+def test_amplified_prototxt_errors():
+    deploy = spatial_net("tiny", 8, DeployInputs())
+    with pytest.raises(SurgeryError, match="no layer 'conv9'"):
+        amplified_prototxt(deploy, "conv9")
+    with pytest.raises(SurgeryError, match="already has a blob called 'conv1'"):
+        amplified_prototxt(deploy, "conv5", magnitude_top="conv1")
+    legacy = caffe_pb2.NetParameter()
+    legacy.layers.add(name="conv1")
+    with pytest.raises(SurgeryError, match="upgrade_net_proto_text"):
+        amplified_prototxt(legacy, "conv1")
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, streams):
+    (spatial_proto, spatial_model, _), _ = streams
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "surgery.py"), "insert-amplify",
+                             str(spatial_proto), str(spatial_model), "--after", "conv9", "--out-prototxt",
+                             str(tmp_path / "a.prototxt"), "--out-caffemodel", str(tmp_path / "a.caffemodel")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "surgery failed: no layer 'conv9'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "a.prototxt").exists()
