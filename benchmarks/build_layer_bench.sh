@@ -23,35 +23,48 @@ fork_dir() {
   done
   return 1
 }
-CXXFLAGS=(-std=c++17 -O2 -Wall -Wno-sign-compare -DUSE_HDF5 -DUSE_LMDB -isystem /usr/include/hdf5/serial)
+CXXFLAGS=(-std=c++17 -O2 -Wall -Wno-sign-compare)
 LIBS=(-lcaffe -lglog -lgflags -lprotobuf -lboost_system)
 
-build_cuda() {
-  local fork="${MFUSE_FORK_CUDA:-$(fork_dir cuda)}" || true
+# The compile definitions and include folders the fork's own `caffe` tool was built with (CPU_ONLY, USE_CUDNN,
+# USE_HDF5, ... must match the library's), from CMake's flags.make.
+fork_flags() {
+  local flags="$1/caffe-build/tools/CMakeFiles/caffe.bin.dir/flags.make"
+  [ -f "$flags" ] || { echo "build_layer_bench: no $flags" >&2; return 1; }
+  sed -n -e 's/^CXX_DEFINES = //p' -e 's/^CXX_INCLUDES = //p' "$flags"
+}
+
+# compile VARIANT OUTPUT [extra g++ arguments]: layer_bench against the fork's VARIANT (cpu or cuda) build.
+compile() {
+  local variant="$1" output="$2" fork flags
+  shift 2
+  fork="$(fork_dir "$variant")" || true
+  [ "$variant" = cuda ] && fork="${MFUSE_FORK_CUDA:-$fork}"
+  [ "$variant" = cpu ] && fork="${MFUSE_FORK_CPU:-$fork}"
   if [ -z "$fork" ] || [ ! -f "$fork/COMPLETE" ]; then
-    echo "build_layer_bench: no complete CUDA build of the fork (.venv/mfuse-fork-cuda); run tools/setup.sh" >&2
+    echo "build_layer_bench: no complete $variant build of the fork (.venv/mfuse-fork-$variant); run tools/setup.sh" >&2
     return 1
   fi
-  mkdir -p "$BUNDLE/bin"
-  g++ "${CXXFLAGS[@]}" -I"$fork/caffe-build/include" -I"$fork/caffe-src/include" -I"$CUDA_HOME/include" \
-    "$SRC" -o "$BUNDLE/bin/layer_bench.tmp" -L"$fork/install/lib" -L"$CUDA_HOME/lib64" "${LIBS[@]}" \
-    -lcublas -lcudart
-  mv "$BUNDLE/bin/layer_bench.tmp" "$BUNDLE/bin/layer_bench"
-  echo "build_layer_bench: $BUNDLE/bin/layer_bench (against $fork)"
+  flags="$(fork_flags "$fork")" || return 1
+  case " ${flags//$'\n'/ } " in
+    *" -DCPU_ONLY "*) [ "$variant" = cpu ] || { echo "build_layer_bench: $fork is a CPU_ONLY build" >&2; return 1; } ;;
+    *) [ "$variant" = cuda ] || { echo "build_layer_bench: $fork is not a CPU_ONLY build" >&2; return 1; } ;;
+  esac
+  mkdir -p "$(dirname "$output")"
+  # shellcheck disable=SC2046,SC2086  # the fork's flags are words
+  g++ "${CXXFLAGS[@]}" $flags "$SRC" -o "$output.tmp" -L"$fork/install/lib" "$@" "${LIBS[@]}"
+  mv "$output.tmp" "$output"
+  echo "build_layer_bench: $output (against $fork)"
+}
+
+build_cuda() {
+  compile cuda "$BUNDLE/bin/layer_bench" -I"$CUDA_HOME/include" -L"$CUDA_HOME/lib64" -lcublas -lcudart
 }
 
 build_cpu() {
-  local fork="${MFUSE_FORK_CPU:-$(fork_dir cpu)}" || true
-  if [ -z "$fork" ] || [ ! -f "$fork/COMPLETE" ]; then
-    echo "build_layer_bench: no complete CPU build of the fork (.venv/mfuse-fork-cpu); run tools/setup.sh" >&2
-    return 1
-  fi
-  mkdir -p "$REPO/build/bench"
-  g++ "${CXXFLAGS[@]}" -DCPU_ONLY -I"$fork/caffe-build/include" -I"$fork/caffe-src/include" \
-    "$SRC" -o "$REPO/build/bench/layer_bench_cpu.tmp" -L"$fork/install/lib" -Wl,-rpath,"$fork/install/lib" \
-    "${LIBS[@]}"
-  mv "$REPO/build/bench/layer_bench_cpu.tmp" "$REPO/build/bench/layer_bench_cpu"
-  echo "build_layer_bench: $REPO/build/bench/layer_bench_cpu (against $fork)"
+  local fork
+  fork="$(fork_dir cpu)" || true
+  compile cpu "$REPO/build/bench/layer_bench_cpu" -Wl,-rpath,"${MFUSE_FORK_CPU:-$fork}/install/lib"
 }
 
 case "$WHAT" in
@@ -59,8 +72,8 @@ case "$WHAT" in
   cpu) build_cpu ;;
   all)
     built=0
-    build_cuda && built=1 || true
-    build_cpu && built=1 || true
+    if build_cuda; then built=1; fi
+    if build_cpu; then built=1; fi
     [ "$built" = 1 ] || { echo "build_layer_bench: nothing built" >&2; exit 1; }
     ;;
   *) echo "usage: bash benchmarks/build_layer_bench.sh [cuda|cpu|all]" >&2; exit 2 ;;

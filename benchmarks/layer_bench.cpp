@@ -802,7 +802,8 @@ void RunLayerSuites(const Options& o, Output* out) {
   const bool has_amplify = HasLayerType("FlowAmplify");
   if (!has_amplify && (HasSuite(o, "amplify") || HasSuite(o, "parity"))) {
     Record r;
-    r.Set("bench", "skipped").Set("what", "FlowAmplify").Set("why", "layer type not in this build of libcaffe");
+    r.Set("bench", "skipped").Set("mode", gpu ? "gpu" : "cpu").Set("what", "FlowAmplify")
+        .Set("why", "layer type not in this build of libcaffe");
     out->Write(r, "skipped FlowAmplify: the layer type is not in this build of libcaffe");
   }
   if (HasSuite(o, "amplify") && has_amplify) {
