@@ -218,15 +218,24 @@ void Synchronize(bool gpu) {
 #endif
 }
 
-// Times fwd() then bwd() (bwd may be empty): medians of the forward, backward and total times.
-Timing Measure(const std::function<void()>& fwd, const std::function<void()>& bwd, const Options& o) {
+// One thing to time: fwd() then bwd() (bwd may be empty).
+struct Candidate {
+  std::function<void()> fwd, bwd;
+  std::vector<double> f, b, t;  // per timed repetition, ms
+};
+
+// Times the candidates interleaved: each repetition runs every candidate once, in an order rotated from one
+// repetition to the next, so a slow phase of a shared machine hits all of them alike and their ratios hold.
+void MeasureInterleaved(std::vector<Candidate>* candidates, const Options& o) {
   const bool gpu = !o.cpu;
+  const size_t n = candidates->size();
   for (int i = 0; i < o.warmup; ++i) {
-    fwd();
-    if (bwd) bwd();
+    for (Candidate& c : *candidates) {
+      c.fwd();
+      if (c.bwd) c.bwd();
+    }
   }
   Synchronize(gpu);
-  std::vector<double> f, b, t;
 #ifndef CPU_ONLY
   cudaEvent_t e0, e1, e2;
   if (gpu) {
@@ -235,32 +244,35 @@ Timing Measure(const std::function<void()>& fwd, const std::function<void()>& bw
     CUDA_CHECK(cudaEventCreate(&e2));
   }
 #endif
-  for (int i = 0; i < o.reps; ++i) {
-    if (gpu) {
+  for (int rep = 0; rep < o.reps; ++rep) {
+    for (size_t j = 0; j < n; ++j) {
+      Candidate& c = (*candidates)[(rep + j) % n];
+      if (gpu) {
 #ifndef CPU_ONLY
-      CUDA_CHECK(cudaEventRecord(e0));
-      fwd();
-      CUDA_CHECK(cudaEventRecord(e1));
-      if (bwd) bwd();
-      CUDA_CHECK(cudaEventRecord(e2));
-      CUDA_CHECK(cudaEventSynchronize(e2));
-      float ms_f = 0, ms_b = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms_f, e0, e1));
-      CUDA_CHECK(cudaEventElapsedTime(&ms_b, e1, e2));
-      f.push_back(ms_f);
-      b.push_back(ms_b);
-      t.push_back(ms_f + ms_b);
+        CUDA_CHECK(cudaEventRecord(e0));
+        c.fwd();
+        CUDA_CHECK(cudaEventRecord(e1));
+        if (c.bwd) c.bwd();
+        CUDA_CHECK(cudaEventRecord(e2));
+        CUDA_CHECK(cudaEventSynchronize(e2));
+        float ms_f = 0, ms_b = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms_f, e0, e1));
+        CUDA_CHECK(cudaEventElapsedTime(&ms_b, e1, e2));
+        c.f.push_back(ms_f);
+        c.b.push_back(ms_b);
+        c.t.push_back(ms_f + ms_b);
 #endif
-    } else {
-      typedef std::chrono::steady_clock Clock;
-      const Clock::time_point t0 = Clock::now();
-      fwd();
-      const Clock::time_point t1 = Clock::now();
-      if (bwd) bwd();
-      const Clock::time_point t2 = Clock::now();
-      f.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      b.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
-      t.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+      } else {
+        typedef std::chrono::steady_clock Clock;
+        const Clock::time_point t0 = Clock::now();
+        c.fwd();
+        const Clock::time_point t1 = Clock::now();
+        if (c.bwd) c.bwd();
+        const Clock::time_point t2 = Clock::now();
+        c.f.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        c.b.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+        c.t.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+      }
     }
   }
 #ifndef CPU_ONLY
@@ -270,14 +282,26 @@ Timing Measure(const std::function<void()>& fwd, const std::function<void()>& bw
     CUDA_CHECK(cudaEventDestroy(e2));
   }
 #endif
+}
+
+Timing Summarize(const Candidate& c) {
   Timing r;
-  r.fwd_ms = Median(f);
-  r.bwd_ms = Median(b);
-  r.total_ms = Median(t);
-  r.total_min_ms = *std::min_element(t.begin(), t.end());
-  r.total_max_ms = *std::max_element(t.begin(), t.end());
-  r.reps = o.reps;
+  r.fwd_ms = Median(c.f);
+  r.bwd_ms = Median(c.b);
+  r.total_ms = Median(c.t);
+  r.total_min_ms = *std::min_element(c.t.begin(), c.t.end());
+  r.total_max_ms = *std::max_element(c.t.begin(), c.t.end());
+  r.reps = static_cast<int>(c.t.size());
   return r;
+}
+
+// Times fwd() then bwd() (bwd may be empty) alone.
+Timing Measure(const std::function<void()>& fwd, const std::function<void()>& bwd, const Options& o) {
+  std::vector<Candidate> one(1);
+  one[0].fwd = fwd;
+  one[0].bwd = bwd;
+  MeasureInterleaved(&one, o);
+  return Summarize(one[0]);
 }
 
 void SetTiming(Record* r, const Timing& t) {
@@ -412,32 +436,6 @@ void FillFusionNet(Net<float>* net, float top_diff_std) {
   FillGaussian(top->mutable_cpu_diff(), top->count(), top_diff_std);
 }
 
-void BenchFusion(const FusionShape& s, const std::string& activation, const std::string& variant,
-                 const Options& o, Output* out) {
-  const bool gpu = !o.cpu;
-  Caffe::set_random_seed(1);
-  const double before = MemoryInUse(gpu);
-  std::unique_ptr<Net<float> > net = MakeNet(variant == "layer" ? FusionNet(s, activation)
-                                                                : CompositionNet(s, activation));
-  FillFusionNet(net.get(), 1.f);
-  Net<float>* n = net.get();
-  const Timing t = Measure([n]() { n->Forward(); }, [n]() { n->Backward(); }, o);
-  const double bytes = MemoryInUse(gpu) - before;
-  // Inputs and the fused top, data + diff each: the same in both variants.
-  const double io_bytes = 2.0 * sizeof(float) * s.n * s.hw() * (2.0 * s.c + s.k);
-  Record r;
-  r.Set("bench", "fusion").Set("mode", gpu ? "gpu" : "cpu").Set("shape", s.name).Set("variant", variant)
-      .Set("activation", activation).Set("n", s.n).Set("c", std::vector<int>{s.c, s.c}).Set("k", s.k)
-      .Set("h", s.fc() ? 1 : s.h).Set("w", s.fc() ? 1 : s.w);
-  SetTiming(&r, t);
-  r.Set("flops", s.Flops()).Set("tflops", s.Flops() / (t.total_ms * 1e-3) / 1e12)
-      .Set("mem_mb", bytes / kMiB).Set("mem_internal_mb", (bytes - io_bytes) / kMiB);
-  out->Write(r, Format("fusion  %-6s %-4s %-11s fwd %8.3f  bwd %8.3f  total %8.3f ms  %6.2f TFLOP/s  mem %8.1f MiB"
-                       " (internal %8.1f)", s.name.c_str(), activation.c_str(), variant.c_str(), t.fwd_ms,
-                       t.bwd_ms, t.total_ms, s.Flops() / (t.total_ms * 1e-3) / 1e12, bytes / kMiB,
-                       (bytes - io_bytes) / kMiB));
-}
-
 #ifndef CPU_ONLY
 // Row-major C[b] = alpha op(A[b]) op(B[b]) + beta C[b], b < batch, as the layer calls cuBLAS.
 void StridedBatchedGemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float* A,
@@ -475,90 +473,168 @@ struct FloorStream {
   }
 };
 
-// The GEMMs of the layer's forward and backward, nothing else.
-//   ideal: per stream three single GEMMs over all N*HW columns (Z = W X, dW = dZ X^T, dX = W^T dZ), the
-//          best any layout allows for these FLOPs;
-//   layer_calls: the calls the layer makes on NCHW data (GPU: strided-batched forward and dX, dW as a
-//          loop of N GEMMs as no single GEMM sums over images of NCHW data; CPU: loops over the N images).
-void BenchFloor(const FusionShape& s, const std::string& variant, const Options& o, Output* out) {
-  const bool gpu = !o.cpu;
-  std::vector<std::unique_ptr<FloorStream> > streams;
-  for (int i = 0; i < 2; ++i) streams.emplace_back(new FloorStream(s));
-  auto data = [gpu](Blob<float>& b) { return gpu ? b.gpu_data() : b.cpu_data(); };
-  auto mut = [gpu](Blob<float>& b) { return gpu ? b.mutable_gpu_data() : b.mutable_cpu_data(); };
+typedef std::vector<std::unique_ptr<FloorStream> > FloorStreams;
+
+float* Mutable(Blob<float>* b, bool gpu) { return gpu ? b->mutable_gpu_data() : b->mutable_cpu_data(); }
+const float* Data(Blob<float>* b, bool gpu) { return gpu ? b->gpu_data() : b->cpu_data(); }
+
+// The GEMMs of the layer's forward and backward, nothing else, on the buffers of `streams`:
+//   ideal: per stream three single GEMMs over all N*HW columns (Z = W X, dW = dZ X^T, dX = W^T dZ), the best
+//          any layout allows for these FLOPs;
+//   layer_calls: the calls the layer makes on NCHW data (GPU: strided-batched forward and dX, dW as a loop of
+//          N GEMMs as no single GEMM sums over the images of NCHW data; CPU: loops over the N images; 2-D:
+//          the layer's N x K = (N x C) W^T orientation).
+Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStreams* streams, bool gpu) {
   const int K = s.k, C = s.c, HW = s.hw(), N = s.n, NHW = s.n * s.hw();
-  const bool batched = variant == "layer_calls" && !s.fc();
-  (void)batched;  // only the GPU uses strided-batched calls
-  std::function<void()> fwd, bwd;
-  if (variant == "ideal" || s.fc()) {
-    fwd = [&]() {
-      for (auto& st : streams) Gemm(gpu, CblasNoTrans, CblasNoTrans, K, NHW, C, data(st->w), data(st->x), 0.f,
-                                    mut(st->z));
-    };
-    bwd = [&]() {
-      for (auto& st : streams) {
-        Gemm(gpu, CblasNoTrans, CblasTrans, K, C, NHW, data(st->dz), data(st->x), 1.f, mut(st->dw));
-        Gemm(gpu, CblasTrans, CblasNoTrans, C, NHW, K, data(st->w), data(st->dz), 0.f, mut(st->dx));
+  Candidate c;
+  if (variant == "ideal") {
+    c.fwd = [=]() {
+      for (auto& st : *streams) {
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, K, NHW, C, Data(&st->w, gpu), Data(&st->x, gpu), 0.f,
+             Mutable(&st->z, gpu));
       }
     };
-    if (s.fc() && variant == "layer_calls") {  // the layer's 2-D calls: N x K = (N x C) W^T, ...
-      fwd = [&]() {
-        for (auto& st : streams) Gemm(gpu, CblasNoTrans, CblasTrans, N, K, C, data(st->x), data(st->w), 0.f,
-                                      mut(st->z));
-      };
-      bwd = [&]() {
-        for (auto& st : streams) {
-          Gemm(gpu, CblasTrans, CblasNoTrans, K, C, N, data(st->dz), data(st->x), 1.f, mut(st->dw));
-          Gemm(gpu, CblasNoTrans, CblasNoTrans, N, C, K, data(st->dz), data(st->w), 0.f, mut(st->dx));
-        }
-      };
-    }
+    c.bwd = [=]() {
+      for (auto& st : *streams) {
+        Gemm(gpu, CblasNoTrans, CblasTrans, K, C, NHW, Data(&st->dz, gpu), Data(&st->x, gpu), 1.f,
+             Mutable(&st->dw, gpu));
+        Gemm(gpu, CblasTrans, CblasNoTrans, C, NHW, K, Data(&st->w, gpu), Data(&st->dz, gpu), 0.f,
+             Mutable(&st->dx, gpu));
+      }
+    };
+  } else if (s.fc()) {
+    c.fwd = [=]() {
+      for (auto& st : *streams) {
+        Gemm(gpu, CblasNoTrans, CblasTrans, N, K, C, Data(&st->x, gpu), Data(&st->w, gpu), 0.f,
+             Mutable(&st->z, gpu));
+      }
+    };
+    c.bwd = [=]() {
+      for (auto& st : *streams) {
+        Gemm(gpu, CblasTrans, CblasNoTrans, K, C, N, Data(&st->dz, gpu), Data(&st->x, gpu), 1.f,
+             Mutable(&st->dw, gpu));
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, N, C, K, Data(&st->dz, gpu), Data(&st->w, gpu), 0.f,
+             Mutable(&st->dx, gpu));
+      }
+    };
   } else {
-    fwd = [&]() {
-      for (auto& st : streams) {
+    c.fwd = [=]() {
+      for (auto& st : *streams) {
 #ifndef CPU_ONLY
-        if (gpu && batched) {
-          StridedBatchedGemm(CblasNoTrans, CblasNoTrans, K, HW, C, data(st->w), 0, data(st->x),
-                             static_cast<int64_t>(C) * HW, 0.f, mut(st->z), static_cast<int64_t>(K) * HW, N);
+        if (gpu) {
+          StridedBatchedGemm(CblasNoTrans, CblasNoTrans, K, HW, C, Data(&st->w, gpu), 0, Data(&st->x, gpu),
+                             static_cast<int64_t>(C) * HW, 0.f, Mutable(&st->z, gpu), static_cast<int64_t>(K) * HW,
+                             N);
           continue;
         }
 #endif
         for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasNoTrans, CblasNoTrans, K, HW, C, data(st->w), data(st->x) + n * C * HW, 0.f,
-               mut(st->z) + n * K * HW);
+          Gemm(gpu, CblasNoTrans, CblasNoTrans, K, HW, C, Data(&st->w, gpu), Data(&st->x, gpu) + n * C * HW, 0.f,
+               Mutable(&st->z, gpu) + n * K * HW);
         }
       }
     };
-    bwd = [&]() {
-      for (auto& st : streams) {
+    c.bwd = [=]() {
+      for (auto& st : *streams) {
         for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasNoTrans, CblasTrans, K, C, HW, data(st->dz) + n * K * HW, data(st->x) + n * C * HW, 1.f,
-               mut(st->dw));
+          Gemm(gpu, CblasNoTrans, CblasTrans, K, C, HW, Data(&st->dz, gpu) + n * K * HW,
+               Data(&st->x, gpu) + n * C * HW, 1.f, Mutable(&st->dw, gpu));
         }
 #ifndef CPU_ONLY
-        if (gpu && batched) {
-          StridedBatchedGemm(CblasTrans, CblasNoTrans, C, HW, K, data(st->w), 0, data(st->dz),
-                             static_cast<int64_t>(K) * HW, 0.f, mut(st->dx), static_cast<int64_t>(C) * HW, N);
+        if (gpu) {
+          StridedBatchedGemm(CblasTrans, CblasNoTrans, C, HW, K, Data(&st->w, gpu), 0, Data(&st->dz, gpu),
+                             static_cast<int64_t>(K) * HW, 0.f, Mutable(&st->dx, gpu), static_cast<int64_t>(C) * HW,
+                             N);
           continue;
         }
 #endif
         for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasTrans, CblasNoTrans, C, HW, K, data(st->w), data(st->dz) + n * K * HW, 0.f,
-               mut(st->dx) + n * C * HW);
+          Gemm(gpu, CblasTrans, CblasNoTrans, C, HW, K, Data(&st->w, gpu), Data(&st->dz, gpu) + n * K * HW, 0.f,
+               Mutable(&st->dx, gpu) + n * C * HW);
         }
       }
     };
   }
-  const Timing t = Measure(fwd, bwd, o);
-  Record r;
-  r.Set("bench", "gemm_floor").Set("mode", gpu ? "gpu" : "cpu").Set("shape", s.name).Set("variant", variant)
-      .Set("n", s.n).Set("c", std::vector<int>{s.c, s.c}).Set("k", s.k).Set("h", s.fc() ? 1 : s.h)
-      .Set("w", s.fc() ? 1 : s.w);
-  SetTiming(&r, t);
-  r.Set("flops", s.Flops()).Set("tflops", s.Flops() / (t.total_ms * 1e-3) / 1e12);
-  out->Write(r, Format("floor   %-6s      %-11s fwd %8.3f  bwd %8.3f  total %8.3f ms  %6.2f TFLOP/s  (%.1f GFLOP)",
-                       s.name.c_str(), variant.c_str(), t.fwd_ms, t.bwd_ms, t.total_ms,
-                       s.Flops() / (t.total_ms * 1e-3) / 1e12, s.Flops() / 1e9));
+  return c;
+}
+
+void SetShape(Record* r, const FusionShape& s) {
+  r->Set("shape", s.name).Set("n", s.n).Set("c", std::vector<int>{s.c, s.c}).Set("k", s.k)
+      .Set("h", s.fc() ? 1 : s.h).Set("w", s.fc() ? 1 : s.w);
+}
+
+// One shape: the layer and the composition for both activations and the two GEMM floors, timed interleaved
+// (see MeasureInterleaved). Memory: each net's allocation over its construction and first iteration.
+void BenchFusionShape(const FusionShape& s, const Options& o, Output* out) {
+  const bool gpu = !o.cpu;
+  struct NetRun {
+    std::string variant, activation;
+    std::unique_ptr<Net<float> > net;
+    double bytes;
+  };
+  std::vector<NetRun> runs;
+  if (HasSuite(o, "fusion")) {
+    for (const std::string activation : {"RELU", "NONE"}) {
+      for (const std::string variant : {"layer", "composition"}) {
+        Caffe::set_random_seed(1);
+        const double before = MemoryInUse(gpu);
+        std::unique_ptr<Net<float> > net = MakeNet(variant == "layer" ? FusionNet(s, activation)
+                                                                      : CompositionNet(s, activation));
+        FillFusionNet(net.get(), 1.f);
+        net->Forward();
+        net->Backward();
+        const double bytes = MemoryInUse(gpu) - before;
+        runs.push_back(NetRun{variant, activation, std::move(net), bytes});
+      }
+    }
+  }
+  FloorStreams streams;
+  std::vector<std::string> floors;
+  if (HasSuite(o, "floor")) {
+    for (int i = 0; i < 2; ++i) streams.emplace_back(new FloorStream(s));
+    floors = {"ideal", "layer_calls"};
+  }
+  std::vector<Candidate> candidates;
+  for (NetRun& run : runs) {
+    Net<float>* n = run.net.get();
+    Candidate c;
+    c.fwd = [n]() { n->Forward(); };
+    c.bwd = [n]() { n->Backward(); };
+    candidates.push_back(c);
+  }
+  for (const std::string& variant : floors) candidates.push_back(FloorWork(s, variant, &streams, gpu));
+  if (candidates.empty()) return;
+  MeasureInterleaved(&candidates, o);
+
+  // Inputs and the fused top, data + diff each: the same in both variants.
+  const double io_bytes = 2.0 * sizeof(float) * s.n * s.hw() * (2.0 * s.c + s.k);
+  const double tera = 1e12;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const NetRun& run = runs[i];
+    const Timing t = Summarize(candidates[i]);
+    Record r;
+    r.Set("bench", "fusion").Set("mode", gpu ? "gpu" : "cpu").Set("variant", run.variant)
+        .Set("activation", run.activation);
+    SetShape(&r, s);
+    SetTiming(&r, t);
+    r.Set("flops", s.Flops()).Set("tflops", s.Flops() / (t.total_ms * 1e-3) / tera)
+        .Set("mem_mb", run.bytes / kMiB).Set("mem_internal_mb", (run.bytes - io_bytes) / kMiB);
+    out->Write(r, Format("fusion  %-6s %-4s %-11s fwd %8.3f  bwd %8.3f  total %8.3f ms  %6.2f TFLOP/s  mem %8.1f MiB"
+                         " (internal %8.1f)", s.name.c_str(), run.activation.c_str(), run.variant.c_str(),
+                         t.fwd_ms, t.bwd_ms, t.total_ms, s.Flops() / (t.total_ms * 1e-3) / tera,
+                         run.bytes / kMiB, (run.bytes - io_bytes) / kMiB));
+  }
+  for (size_t i = 0; i < floors.size(); ++i) {
+    const Timing t = Summarize(candidates[runs.size() + i]);
+    Record r;
+    r.Set("bench", "gemm_floor").Set("mode", gpu ? "gpu" : "cpu").Set("variant", floors[i]);
+    SetShape(&r, s);
+    SetTiming(&r, t);
+    r.Set("flops", s.Flops()).Set("tflops", s.Flops() / (t.total_ms * 1e-3) / tera);
+    out->Write(r, Format("floor   %-6s      %-11s fwd %8.3f  bwd %8.3f  total %8.3f ms  %6.2f TFLOP/s  "
+                         "(%.1f GFLOP)", s.name.c_str(), floors[i].c_str(), t.fwd_ms, t.bwd_ms, t.total_ms,
+                         s.Flops() / (t.total_ms * 1e-3) / tera, s.Flops() / 1e9));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -785,18 +861,7 @@ void BenchNet(const Options& o, Output* out) {
 void RunLayerSuites(const Options& o, Output* out) {
   const bool gpu = !o.cpu;
   const std::vector<FusionShape> shapes = (o.cpu || o.small) ? CpuFusionShapes() : GpuFusionShapes();
-  if (HasSuite(o, "fusion")) {
-    for (const FusionShape& s : shapes) {
-      for (const std::string activation : {"RELU", "NONE"}) {
-        for (const std::string variant : {"layer", "composition"}) BenchFusion(s, activation, variant, o, out);
-      }
-    }
-  }
-  if (HasSuite(o, "floor")) {
-    for (const FusionShape& s : shapes) {
-      for (const std::string variant : {"ideal", "layer_calls"}) BenchFloor(s, variant, o, out);
-    }
-  }
+  for (const FusionShape& s : shapes) BenchFusionShape(s, o, out);
   const AmplifyShape amplify = (o.cpu || o.small) ? AmplifyShape{32, 512, 14, 14, 224, 224}
                                                   : AmplifyShape{256, 512, 14, 14, 224, 224};
   const bool has_amplify = HasLayerType("FlowAmplify");
