@@ -25,6 +25,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iomanip>
@@ -692,26 +693,39 @@ void BenchAmplify(const AmplifyShape& s, bool to_source, const Options& o, Outpu
                        bytes / 1e6));
 }
 
-#ifndef CPU_ONLY
-// cudaMemcpy device to device of bytes / 2: the same bytes moved (read + written) as the layer's.
+// A copy of bytes / 2 (the same bytes moved, read + written, as the layer's): cudaMemcpy device to device on the
+// GPU, memcpy on the CPU.
 void BenchMemcpy(double bytes, const std::string& label, const Options& o, Output* out) {
+  const bool gpu = !o.cpu;
   const size_t size = static_cast<size_t>(bytes / 2);
-  void *src = NULL, *dst = NULL;
-  CUDA_CHECK(cudaMalloc(&src, size));
-  CUDA_CHECK(cudaMalloc(&dst, size));
-  CUDA_CHECK(cudaMemset(src, 1, size));
-  const Timing t = Measure([&]() { CUDA_CHECK(cudaMemcpy(dst, src, size, cudaMemcpyDeviceToDevice)); },
-                           std::function<void()>(), o);
-  CUDA_CHECK(cudaFree(src));
-  CUDA_CHECK(cudaFree(dst));
+  caffe::SyncedMemory src(size), dst(size);
+  std::function<void()> copy;
+#ifndef CPU_ONLY
+  if (gpu) {
+    CUDA_CHECK(cudaMemset(src.mutable_gpu_data(), 1, size));
+    void* d = dst.mutable_gpu_data();
+    const void* from = src.gpu_data();
+    copy = [=]() { CUDA_CHECK(cudaMemcpy(d, from, size, cudaMemcpyDeviceToDevice)); };
+  }
+#endif
+  if (!gpu) {
+    std::memset(src.mutable_cpu_data(), 1, size);
+    void* d = dst.mutable_cpu_data();
+    std::memset(d, 0, size);
+    const void* from = src.cpu_data();
+    copy = [=]() { std::memcpy(d, from, size); };
+  }
+  const Timing t = Measure(copy, std::function<void()>(), o);
   Record r;
-  r.Set("bench", "memcpy_d2d").Set("mode", "gpu").Set("variant", label).Set("copy_bytes", static_cast<double>(size));
+  r.Set("bench", "memcpy").Set("mode", gpu ? "gpu" : "cpu").Set("variant", label)
+      .Set("copy_bytes", static_cast<double>(size));
   SetTiming(&r, t);
   r.Set("bytes", 2.0 * size).Set("gbps", 2.0 * size / (t.total_ms * 1e-3) / 1e9);
-  out->Write(r, Format("memcpy  %-17s                            total %8.3f ms  %7.1f GB/s (read + write of %.1f MB)",
+  out->Write(r, Format("memcpy  %-23s                      total %8.3f ms  %7.1f GB/s (read + write of %.1f MB)",
                        label.c_str(), t.total_ms, 2.0 * size / (t.total_ms * 1e-3) / 1e9, size / 1e6));
 }
 
+#ifndef CPU_ONLY
 // ---------------------------------------------------------------------------------------------------------
 // CPU/GPU parity
 
@@ -874,11 +888,11 @@ void RunLayerSuites(const Options& o, Output* out) {
   if (HasSuite(o, "amplify") && has_amplify) {
     for (const bool to_source : {false, true}) BenchAmplify(amplify, to_source, o, out);
   }
-#ifndef CPU_ONLY
-  if (gpu && HasSuite(o, "memcpy")) {
+  if (HasSuite(o, "memcpy")) {
     BenchMemcpy(AmplifyBytes(amplify, false), "amplify_feat_only", o, out);
     BenchMemcpy(AmplifyBytes(amplify, true), "amplify_feat_and_source", o, out);
   }
+#ifndef CPU_ONLY
   if (gpu && HasSuite(o, "parity")) {
     const FusionShape conv5 = {"conv5", 4, 512, 2048, 14, 14}, fc7 = {"fc7", 16, 4096, 4096, 0, 0};
     for (const std::string activation : {"RELU", "NONE"}) {

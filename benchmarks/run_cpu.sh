@@ -25,5 +25,5 @@ env = {"bench": "env", "date": datetime.datetime.now(datetime.timezone.utc).isof
 open(sys.argv[1], "w").write(json.dumps(env) + "\n")
 EOF
 OPENBLAS_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" \
-  "$BIN" --cpu --out "$OUT_DIR/layers_cpu.jsonl" --reps "$REPS" --warmup "$WARMUP" --suites fusion,floor,amplify
+  "$BIN" --cpu --out "$OUT_DIR/layers_cpu.jsonl" --reps "$REPS" --warmup "$WARMUP" --suites fusion,floor,amplify,memcpy
 python3 "$REPO/benchmarks/summarize.py" "$OUT_DIR" --markdown "$OUT_DIR/summary.md"
