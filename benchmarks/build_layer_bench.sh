@@ -58,6 +58,10 @@ compile() {
 }
 
 build_cuda() {
+  if [ ! -f "$BUNDLE/env.sh" ]; then
+    echo "build_layer_bench: note: $BUNDLE has no env.sh yet; run tools/gpu_bundle.sh BEFORE this script" \
+      "(it empties the folder), from the same fork build" >&2
+  fi
   compile cuda "$BUNDLE/bin/layer_bench" -I"$CUDA_HOME/include" -L"$CUDA_HOME/lib64" -lcublas -lcudart
 }
 
