@@ -86,7 +86,7 @@ run_memcheck() {
     echo "{\"bench\": \"memcheck\", \"suite\": \"$suite\", \"exit_code\": $code, \"errors\": ${errors:-null}," \
       "\"tests_passed\": ${passed:-0}, \"tests_failed\": ${failed:-0}, \"sanitizer\": \"$sanitizer\"}" \
       >>"$OUT_DIR/memcheck.jsonl"
-    { echo "=== $suite (exit $code)"; tail -c 100000 "$log"; } >>"$OUT_DIR/memcheck.txt"
+    { echo "=== $suite (exit $code)"; tail -c 50000 "$log"; } >>"$OUT_DIR/memcheck.txt"
     tail -n 3 "$log"
     rm -f "$log"
   done
