@@ -77,7 +77,7 @@ run_memcheck() {
       continue
     fi
     log="$(mktemp)"
-    (cd "$BUNDLE" && timeout "$left" "$sanitizer" --tool memcheck --leak-check full --error-exitcode 99 \
+    (cd "$BUNDLE" && timeout "$left" "$sanitizer" --tool memcheck --error-exitcode 99 \
       bin/caffe-gtest --gtest_filter="$suite.*" >"$log" 2>&1)
     code=$?
     errors=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
