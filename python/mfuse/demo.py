@@ -157,6 +157,7 @@ def run_demo(config: DemoConfig) -> Path:
     """Runs every stage; returns the path of ``results/results.md``."""
     from mfuse.demo_report import write_report
 
+    config = replace(config, out=Path(config.out).resolve())
     config.out.mkdir(parents=True, exist_ok=True)
     data_root = prepare_data(config)
     per_seed = {seed: run_seed(config, data_root, seed) for seed in config.seeds}

@@ -80,6 +80,10 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
     Raises:
         TrainingError: with the log's last lines when caffe exits non-zero or writes no final snapshot.
     """
+    # caffe runs in ``cwd``: paths given relative to the caller's directory must not change meaning.
+    solver_path, log_path = Path(solver_path).resolve(), Path(log_path).resolve()
+    weights = None if weights is None else Path(weights).resolve()
+    snapshot = None if snapshot is None else Path(snapshot).resolve()
     info = read_solver(solver_path)
     final = info.final_caffemodel(Path(cwd))
     if final.exists():
@@ -95,7 +99,6 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
     if snapshot is not None:
         command += ["-snapshot", str(snapshot)]
         env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * info.iter_size)
-    log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log, tqdm(total=info.max_iter, desc=f"train {Path(solver_path).stem}",
                                           unit="it", disable=not progress) as bar:
