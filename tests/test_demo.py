@@ -1,6 +1,9 @@
 """The built-in main job: the synthetic layout parses with the real split parsers, and a --quick run makes
 every artifact."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,8 @@ from mfuse.demo import ROWS, quick_config, run_demo
 from mfuse.evaluation import evaluate, load_scores
 from mfuse.synthetic.generator import SyntheticConfig, generate
 from mfuse.synthetic.layout import HMDB51_SPLIT_DIR, UCF101_LIST_DIR
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.mark.parametrize("layout, list_dir", [("ucf101", UCF101_LIST_DIR), ("hmdb51", HMDB51_SPLIT_DIR)])
@@ -66,3 +71,28 @@ def test_rerun_skips_finished_stages(quick_run):
     run_demo(config)
     after = {p: p.stat().st_mtime_ns for p in (config.out / "seed1").rglob("*.caffemodel")}
     assert before == after
+
+
+def run_tool(*args):
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
+    config, _ = quick_run
+    seed = config.out / "seed1"
+    outputs = {}
+    for net in ("spatial", "temporal"):
+        out = tmp_path / f"{net}.npz"
+        report = run_tool(TOOLS / "test_net.py", "--deploy", seed / "prototxt" / f"{net}_deploy.prototxt",
+                          "--weights", seed / "runs" / net / "snap_iter_6.caffemodel", "--data", config.out / "data",
+                          "--out", out, "--frames", 2, "--crops", "center", "--crop-size", 48)
+        scores = load_scores(out)
+        assert scores.frame_scores.shape[1:3] == (2, 1)
+        assert report["accuracy"] == pytest.approx(evaluate(scores).accuracy)
+        outputs[net] = out
+    fused = run_tool(TOOLS / "fuse_scores.py", f"spatial={outputs['spatial']}", f"temporal={outputs['temporal']}",
+                     "--weights", "spatial=1", "temporal=2", "--out", tmp_path / "fused.npz")
+    assert set(fused) == {"spatial", "temporal", "fused"}
+    assert fused["fused"] == pytest.approx(evaluate(load_scores(tmp_path / "fused.npz")).accuracy)
