@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source ./env.sh
+# gtest death tests re-execute argv[0]: the binary must be called by its path, not through PATH.
 FILTER="${1:-NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*}"
 status=0
 
@@ -12,7 +13,7 @@ echo "=== caffe device_query -gpu 0"
 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' || status=1
 
 echo "=== caffe-gtest (GPU and CPU instantiations): $FILTER"
-caffe-gtest --gtest_filter="$FILTER" >/tmp/gtest.log 2>&1 || status=1
+"$PWD/bin/caffe-gtest" --gtest_filter="$FILTER" >/tmp/gtest.log 2>&1 || status=1
 grep -E '^\[ *(PASSED|FAILED|==========) *\]|tests? ran|FAILED' /tmp/gtest.log | sort -u | head -40
 # TestDtypesAndDevices instantiates CPU float, CPU double, GPU float, GPU double as /0 /1 /2 /3.
 echo "GPU instantiations passed: $(grep -cE '^\[       OK \] [A-Za-z]+/[23]\.' /tmp/gtest.log)"
