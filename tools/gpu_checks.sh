@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Runs inside a bundle made by tools/gpu_bundle.sh, on a machine with an NVIDIA GPU:
 # `caffe device_query`, the GPU gtests (upstream layers + mfuse layers) and a `caffe train -gpu 0` smoke run.
-#   bash run_gpu_checks.sh [extra gtest filter, default: the upstream suites and mfuse's layers]
+#   bash run_gpu_checks.sh [gtest filter]
+# Default filter: the upstream suites and mfuse's layers, plus upstream's cuDNN layer suites (CuDNN*) in a
+# cudnn bundle (gpu_bundle.sh --variant cudnn). MFUSE_TF32=1 in the environment allows TF32 math.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source ./env.sh
-FILTER="${1:-NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*}"
+VARIANT="$(cat VARIANT 2>/dev/null || echo cuda)"
+DEFAULT_FILTER="NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*"
+[ "$VARIANT" = cudnn ] && DEFAULT_FILTER="$DEFAULT_FILTER:CuDNN*"
+FILTER="${1:-$DEFAULT_FILTER}"
 status=0
+echo "=== bundle variant: $VARIANT, MFUSE_TF32=${MFUSE_TF32:-0}"
 
 echo "=== caffe device_query -gpu 0"
 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' || status=1
 
 echo "=== caffe-gtest (GPU and CPU instantiations): $FILTER"
-caffe-gtest --gtest_filter="$FILTER" 2>&1 | grep -E '^\[ *(RUN|PASSED|FAILED|==========) *\]|FAILED|tests? ran' \
-  | grep -v '^\[ RUN' || true
-caffe-gtest --gtest_filter="$FILTER" --gtest_brief=1 >/tmp/gtest.log 2>&1 || { status=1; tail -40 /tmp/gtest.log; }
+gtest_log="$(mktemp)"
+caffe-gtest --gtest_filter="$FILTER" >"$gtest_log" 2>&1 || status=1
+grep -E '^\[ *(PASSED|FAILED|==========) *\]|tests? ran' "$gtest_log" || true
+[ "$status" = 0 ] || tail -40 "$gtest_log"
 
 echo "=== caffe train -gpu 0 (DummyData smoke run, 50 iterations)"
 work="$(mktemp -d)"
