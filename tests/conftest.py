@@ -1,4 +1,4 @@
-"""Shared fixtures of the nets and surgery tests."""
+"""Shared fixtures: nets (``load_net``) and a tiny prepared dataset (``tiny_data_root``)."""
 import caffe
 import pytest
 from caffe.proto import caffe_pb2
@@ -40,3 +40,18 @@ def load_net(tmp_path):
         path.write_text(text_format.MessageToString(proto))
         return caffe.Net(str(path), phase)
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory):
+    """A prepared dataset folder (frames, DIS flow, split-1 LMDBs) of 32 tiny synthetic videos."""
+    from mfuse.prep.frames import ExtractSettings
+    from mfuse.prep.pipeline import prepare_dataset
+    from mfuse.synthetic.generator import SyntheticConfig, generate
+    from mfuse.synthetic.layout import UCF101_LIST_DIR
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    generate(root / "dataset", SyntheticConfig(num_groups=4, clips_per_group=1, num_frames=13), progress=False)
+    prepare_dataset("ucf101", root / "dataset", root / "dataset" / UCF101_LIST_DIR, root / "data",
+                    ExtractSettings(short_side=None, flow_algorithm="dis"), splits=(1,), workers=2, progress=False)
+    return root / "data"

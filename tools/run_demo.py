@@ -3,9 +3,8 @@
     .venv/bin/python tools/run_demo.py [--out runs/demo] [--seeds 1 2 3] [--quick]
 """
 import argparse
+import os
 from pathlib import Path
-
-from mfuse.demo import DemoConfig, quick_config, run_demo
 
 
 def parse_args():
@@ -21,6 +20,10 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # pycaffe logs every net it builds (one per tested net); keep warnings and errors only.
+    os.environ.setdefault("GLOG_minloglevel", "1")
+    from mfuse.demo import DemoConfig, quick_config, run_demo
+
     if args.quick:
         config = quick_config(args.out, progress=True)
     else:

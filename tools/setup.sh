@@ -127,11 +127,13 @@ build_fork() {
     export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
     local cuda_args=()
     if [ "$variant" != cpu ]; then
-      # FindCUDA calls nvcc itself; a wrapper puts ccache in front of it.
+      # FindCUDA calls nvcc itself; a wrapper puts ccache in front of it. FindCUDA drops a
+      # -DCUDA_NVCC_EXECUTABLE on its first configure but reads the environment variable.
       mkdir -p "$CACHE/bin"
       printf '#!/bin/sh\nexec ccache "%s" "$@"\n' "$NVCC" >"$CACHE/bin/nvcc"
       chmod +x "$CACHE/bin/nvcc"
-      cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")" -DCUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc")
+      export CUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc"
+      cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")")
     fi
     [ "$variant" = cudnn ] && cuda_args+=(-DMFUSE_WITH_CUDNN=ON -DCUDNN_ROOT="$CUDNN_ROOT")
     if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$REPO/.venv/bin/python" -DMFUSE_WITH_CUDA=$cuda_flag \

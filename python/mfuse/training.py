@@ -5,6 +5,7 @@ which puts pycaffe, ``mfuse`` and the venv's packages on ``PYTHONPATH`` for the 
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from caffe.proto import caffe_pb2
+from mfuse.layers.video_data import START_BATCH_ENV
 
 ITERATION_RE = re.compile(r"Iteration (\d+)")
 
@@ -29,6 +31,7 @@ class SolverInfo:
     path: Path
     max_iter: int
     snapshot_prefix: str
+    iter_size: int = 1
 
     def final_caffemodel(self, cwd: Path) -> Path:
         """The snapshot Caffe writes at the end of training (relative prefixes resolve against ``cwd``)."""
@@ -41,7 +44,14 @@ def read_solver(path: str | Path) -> SolverInfo:
     text_format.Merge(Path(path).read_text(), solver)
     if not solver.max_iter or not solver.snapshot_prefix:
         raise ValueError(f"{path}: a solver needs max_iter and snapshot_prefix")
-    return SolverInfo(Path(path), solver.max_iter, solver.snapshot_prefix)
+    return SolverInfo(Path(path), solver.max_iter, solver.snapshot_prefix, solver.iter_size)
+
+
+def solverstate_iteration(path: str | Path) -> int:
+    """The iteration a ``.solverstate`` snapshot was taken at."""
+    state = caffe_pb2.SolverState()
+    state.ParseFromString(Path(path).read_bytes())
+    return state.iter
 
 
 def caffe_binary() -> Path:
@@ -53,7 +63,8 @@ def caffe_binary() -> Path:
 
 
 def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | None = None,
-          cwd: str | Path = ".", gpu: int | None = None, progress: bool = True) -> Path:
+          cwd: str | Path = ".", gpu: int | None = None, snapshot: str | Path | None = None,
+          progress: bool = True) -> Path:
     """Runs ``caffe train`` for ``solver_path`` unless its final snapshot exists; returns that caffemodel.
 
     Args:
@@ -62,6 +73,9 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
         weights: ``-weights`` initialisation.
         cwd: where caffe runs (relative paths in the solver and nets resolve against it).
         gpu: ``-gpu N``; None trains as the solver says (CPU for mfuse's committed solvers).
+        snapshot: resume from this ``.solverstate``; mfuse's data layer then continues with the batch the
+            interrupted run would have read next (``MFUSE_DATA_START_BATCH``), and the fork reseeds its RNG
+            per iteration, so the result equals an uninterrupted run's.
 
     Raises:
         TrainingError: with the log's last lines when caffe exits non-zero or writes no final snapshot.
@@ -76,11 +90,17 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
         command += ["-weights", str(weights)]
     if gpu is not None:
         command += ["-gpu", str(gpu)]
+    # The log is parsed (progress, curves): Caffe must log at INFO whatever the caller's pycaffe setting.
+    env = dict(os.environ, GLOG_minloglevel="0")
+    if snapshot is not None:
+        command += ["-snapshot", str(snapshot)]
+        env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * info.iter_size)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, tqdm(total=info.max_iter, desc=f"train {Path(solver_path).stem}",
+    with open(log_path, "w", buffering=1) as log, tqdm(total=info.max_iter, desc=f"train {Path(solver_path).stem}",
                                           unit="it", disable=not progress) as bar:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=env)
         for line in process.stdout:
             log.write(line)
             match = ITERATION_RE.search(line)

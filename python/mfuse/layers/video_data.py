@@ -22,10 +22,13 @@ magnitudes), ``label`` B. With ``shuffle: false`` the samples are deterministic 
 crop, no mirror; for validation). Sampling rules: :mod:`mfuse.datasets.clip_sampler`.
 
 Each epoch visits every video once (in a seeded order); batches are assembled by a background thread
-(JPEG decoding releases the GIL), ``prefetch`` batches ahead.
+(JPEG decoding releases the GIL), ``prefetch`` batches ahead. Batch ``b`` is a pure function of the seed,
+the rank and ``b``; resuming sets the first batch through ``MFUSE_DATA_START_BATCH`` (see
+``START_BATCH_ENV``).
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Mapping
@@ -36,6 +39,12 @@ import numpy as np
 from mfuse.datasets.clip_sampler import MODALITIES, ClipSpec, common_videos, epoch_order, make_sample
 from mfuse.layers.params import REQUIRED, Param, parse_param_str
 from mfuse.prep.lmdb_store import open_frame_store
+
+#: Environment variable read by TRAIN-phase layers at setup: the batch to start from. ``mfuse.training``
+#: sets it to ``iter * iter_size`` when resuming from a ``.solverstate``, so the resumed run sees the same
+#: batches as an uninterrupted one (with plain ``caffe train -snapshot`` the data order restarts, as with
+#: Caffe's own data layers).
+START_BATCH_ENV = "MFUSE_DATA_START_BATCH"
 
 SCHEMA = {
     "source": Param(REQUIRED, str),
@@ -65,38 +74,48 @@ class VideoBatchLoader:
         stores: ``{modality: frame store}`` (see :mod:`mfuse.prep.lmdb_store`), in top order.
         spec: what each sample holds.
         batch_size, shuffle, mirror, seed, rank, num_ranks: as the layer's param_str.
+        start_batch: the first batch to produce (batches are a pure function of their index).
 
     ``next_batch()`` returns ``{modality: float32 B x C x c x c, "label": float32 B}``.
     """
 
     def __init__(self, stores: Mapping[str, object], spec: ClipSpec, batch_size: int, shuffle: bool,
-                 mirror: bool, seed: int, rank: int = 0, num_ranks: int = 1):
+                 mirror: bool, seed: int, rank: int = 0, num_ranks: int = 1, start_batch: int = 0):
         self.stores, self.spec, self.batch_size = dict(stores), spec, batch_size
         self.shuffle, self.mirror, self.seed = shuffle, mirror, seed
         self.rank, self.num_ranks = rank, num_ranks
         self.videos = common_videos(self.stores)
         if len(self.videos) < num_ranks:
             raise ValueError(f"{len(self.videos)} videos cannot be shared by {num_ranks} ranks")
-        self.epoch, self._order, self._cursor = 0, None, 0
-        self._rng = np.random.RandomState(seed * 7919 + rank)
+        self.per_epoch = len(epoch_order(len(self.videos), 0, seed, shuffle, rank, num_ranks))
+        self.sample_index = start_batch * batch_size
+        self._epoch_cache = (None, None)
 
-    def _next_video(self):
-        if self._order is None or self._cursor == len(self._order):
-            if self._order is not None:
-                self.epoch += 1
-            self._order = epoch_order(len(self.videos), self.epoch, self.seed, self.shuffle, self.rank,
-                                      self.num_ranks)
-            self._cursor = 0
-        video = self.videos[self._order[self._cursor]]
-        self._cursor += 1
-        return video
+    @property
+    def epoch(self) -> int:
+        """The epoch the next sample belongs to."""
+        return self.sample_index // self.per_epoch
+
+    def _video(self, index: int):
+        epoch, position = divmod(index, self.per_epoch)
+        if self._epoch_cache[0] != epoch:
+            order = epoch_order(len(self.videos), epoch, self.seed, self.shuffle, self.rank, self.num_ranks)
+            self._epoch_cache = (epoch, order)
+        return self.videos[self._epoch_cache[1][position]]
+
+    def _sample_rng(self, index: int) -> np.random.RandomState | None:
+        # Each sample's frame, crop and mirror depend on (seed, rank, index) alone, so a loader started at
+        # batch b yields exactly the batches b, b+1, ... of a loader started at 0.
+        return np.random.RandomState([self.seed, self.rank, index]) if self.shuffle else None
 
     def next_batch(self) -> dict[str, np.ndarray]:
         samples, labels = [], []
         for _ in range(self.batch_size):
-            video_id, label, counts = self._next_video()
-            rng = self._rng if self.shuffle else None
-            samples.append(make_sample(self.stores, video_id, counts, self.spec, rng, self.mirror))
+            index = self.sample_index
+            self.sample_index += 1
+            video_id, label, counts = self._video(index)
+            samples.append(make_sample(self.stores, video_id, counts, self.spec, self._sample_rng(index),
+                                       self.mirror))
             labels.append(label)
         batch = {name: np.stack([s[name] for s in samples]) for name in self.spec.modalities}
         batch["label"] = np.asarray(labels, np.float32)
@@ -136,12 +155,12 @@ def open_stores(params: Mapping[str, object]) -> dict[str, object]:
             for name in params["modalities"]}
 
 
-def loader_from_params(params: Mapping[str, object]) -> VideoBatchLoader:
-    """A :class:`VideoBatchLoader` for a validated param_str."""
+def loader_from_params(params: Mapping[str, object], start_batch: int = 0) -> VideoBatchLoader:
+    """A :class:`VideoBatchLoader` for a validated param_str, starting at batch ``start_batch``."""
     means = {"rgb": params["rgb_mean"], "flow": params["flow_mean"], "mag": None}
     spec = ClipSpec(tuple(params["modalities"]), params["new_length"], params["crop_size"], means)
     return VideoBatchLoader(open_stores(params), spec, params["batch_size"], params["shuffle"],
-                            params["mirror"], params["seed"], params["rank"], params["num_ranks"])
+                            params["mirror"], params["seed"], params["rank"], params["num_ranks"], start_batch)
 
 
 class VideoDataLayer(caffe.Layer):
@@ -155,7 +174,8 @@ class VideoDataLayer(caffe.Layer):
             raise ValueError(f"{name}: takes no bottom and {expected} tops (data_<modality>... label) for "
                              f"modalities {params['modalities']}, got {len(bottom)} bottoms, {len(top)} tops")
         self.params = params
-        self.loader = loader_from_params(params)
+        start = int(os.environ.get(START_BATCH_ENV, "0")) if self.phase == caffe.TRAIN else 0
+        self.loader = loader_from_params(params, start)
         self.prefetcher = _Prefetcher(self.loader.next_batch, params["prefetch"])
 
     def reshape(self, bottom, top):

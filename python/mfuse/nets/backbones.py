@@ -69,6 +69,10 @@ class Backbone:
         lrn: ``lrn_param`` of the norm layers (Caffe's alpha, i.e. already multiplied by local_size).
         conv_filler, fc_filler, fc_bias_filler: fillers of layers trained from scratch (the published weights
             replace them when a caffemodel is given).
+        input_scale: when set, a ``Power`` layer ``input_scale`` multiplies the (mean-subtracted) input by it
+            before conv1; in the net itself, so training, testing and deploy agree. The published models
+            take raw pixel ranges (None); the tiny backbone, trained from scratch with MSRA fillers,
+            diverges to a constant output on +-128 inputs and learns with 1/64.
     """
     name: str
     convs: Tuple[ConvStage, ...]
@@ -78,6 +82,7 @@ class Backbone:
     conv_filler: Dict[str, object]
     fc_filler: Dict[str, object]
     fc_bias_filler: Dict[str, object]
+    input_scale: Optional[float] = None
 
     @property
     def last_conv(self) -> str:
@@ -168,7 +173,7 @@ BACKBONES: Dict[str, Backbone] = {
             ConvStage("conv5", 32, 3, "relu5", pad=1, pool=Pool("pool5", 3, 2)),
         ),
         fcs=_fcs(64, 64), crop_size=48, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_MSRA,
-        fc_bias_filler=dict(type="constant", value=0.0)),
+        fc_bias_filler=dict(type="constant", value=0.0), input_scale=1.0 / 64),
 }
 
 
@@ -213,6 +218,9 @@ def add_conv_tower(n, bottom, backbone: Backbone, prefix: str = "", trainable: b
         return hooks[layer](top) if layer in hooks else top
 
     top = bottom
+    if backbone.input_scale is not None:
+        n[prefix + "input_scale"] = L.Power(top, power_param=dict(scale=backbone.input_scale))
+        top = n[prefix + "input_scale"]
     param = TRAINABLE if trainable else FROZEN
     for stage in backbone.convs:
         n[prefix + stage.conv] = L.Convolution(
