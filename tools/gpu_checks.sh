@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Runs inside a bundle made by tools/gpu_bundle.sh, on a machine with an NVIDIA GPU:
 # `caffe device_query`, the GPU gtests (upstream layers + mfuse layers) and a `caffe train -gpu 0` smoke run.
-#   bash run_gpu_checks.sh [extra gtest filter, default: the upstream suites and mfuse's layers]
+#   bash run_gpu_checks.sh [gtest filter]
+# Default filter: the upstream suites and mfuse's layers, plus upstream's cuDNN layer suites (CuDNN*) in a
+# cudnn bundle (gpu_bundle.sh --variant cudnn). MFUSE_TF32=1 in the environment allows TF32 math.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source ./env.sh
 # gtest death tests re-execute argv[0]: the binary must be called by its path, not through PATH.
-FILTER="${1:-NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*}"
+VARIANT="$(cat VARIANT 2>/dev/null || echo cuda)"
+DEFAULT_FILTER="NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*"
+[ "$VARIANT" = cudnn ] && DEFAULT_FILTER="$DEFAULT_FILTER:CuDNN*"
+FILTER="${1:-$DEFAULT_FILTER}"
 status=0
+echo "=== bundle variant: $VARIANT, MFUSE_TF32=${MFUSE_TF32:-0}"
 
 echo "=== caffe device_query -gpu 0"
 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' || status=1
 
 echo "=== caffe-gtest (GPU and CPU instantiations): $FILTER"
-"$PWD/bin/caffe-gtest" --gtest_filter="$FILTER" >/tmp/gtest.log 2>&1 || status=1
-grep -E '^\[ *(PASSED|FAILED|==========) *\]|tests? ran|FAILED' /tmp/gtest.log | sort -u | head -40
+gtest_log="${GTEST_LOG:-$(mktemp)}"
+"$PWD/bin/caffe-gtest" --gtest_filter="$FILTER" >"$gtest_log" 2>&1 || status=1
+grep -E '^\[ *(PASSED|FAILED|==========) *\]|tests? ran|FAILED' "$gtest_log" | sort -u | head -40
 # TestDtypesAndDevices instantiates CPU float, CPU double, GPU float, GPU double as /0 /1 /2 /3.
-echo "GPU instantiations passed: $(grep -cE '^\[       OK \] [A-Za-z]+/[23]\.' /tmp/gtest.log)"
+echo "GPU instantiations passed: $(grep -cE '^\[       OK \] [A-Za-z]+/[23]\.' "$gtest_log")"
 
 echo "=== caffe train -gpu 0 (DummyData smoke run, 50 iterations)"
 work="$(mktemp -d)"

@@ -2,23 +2,28 @@
 # One-command setup of mfuse on Debian 12: apt packages, the project venv (.venv) with pinned PyPI
 # packages, and the Caffe fork (CPU; plus CUDA when nvcc and cuBLAS are present), built into a cache
 # directory outside the repo keyed by a hash of every build input and reused when the key matches.
+# --cudnn also builds a third variant, CUDA + cuDNN (cuDNN 8 or newer; opt-in, see docs/fork-build.md).
 #
-#   bash tools/setup.sh [--no-cuda] [--no-apt]
+#   bash tools/setup.sh [--no-cuda] [--cudnn] [--no-apt]
 #
 # Environment: MFUSE_CACHE_DIR (default ~/.cache/mfuse), CAFFE_SOURCE_DIR (offline: an unpacked Caffe
-# orig tarball with Debian's debian/ folder), MFUSE_JOBS (compile jobs, default: number of cores).
+# orig tarball with Debian's debian/ folder), MFUSE_JOBS (compile jobs, default: number of cores),
+# CUDNN_ROOT (for --cudnn: the folder with include/cudnn.h and lib/libcudnn.so*; default: the CUDA
+# toolkit's, then /usr).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MFUSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mfuse}"
 JOBS="${MFUSE_JOBS:-$(nproc)}"
 WITH_CUDA=auto
+WITH_CUDNN=0
 WITH_APT=1
 for arg in "$@"; do
   case "$arg" in
     --no-cuda) WITH_CUDA=0 ;;
+    --cudnn) WITH_CUDNN=1 ;;
     --no-apt) WITH_APT=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "setup: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -81,15 +86,38 @@ build_key() {
     cmake --version | head -1
     grep -E '^numpy==' "$REPO/requirements.txt"
     /usr/bin/python3 --version
-    if [ "$variant" = cuda ]; then "$NVCC" --version | tail -2; fi
+    if [ "$variant" != cpu ]; then "$NVCC" --version | tail -2; fi
+    if [ "$variant" = cudnn ]; then echo "cudnn=$CUDNN_ROOT $(cudnn_version "$CUDNN_ROOT")"; fi
   } | sha256sum | cut -c1-16
+}
+
+# cuDNN's version as MAJOR.MINOR.PATCH, from cudnn_version.h (cuDNN 8+) or cudnn.h under $1/include.
+cudnn_version() {
+  local header="$1/include/cudnn_version.h"
+  [ -f "$header" ] || header="$1/include/cudnn.h"
+  awk '/^#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) / {v = v (v ? "." : "") $3} END {print v}' "$header"
+}
+
+# The cuDNN install for --cudnn: $CUDNN_ROOT, else the CUDA toolkit's, else /usr; symlinks resolved so
+# that the build key and compiler flags do not depend on which link was used.
+find_cudnn() {
+  local root
+  for root in ${CUDNN_ROOT:+"$CUDNN_ROOT"} "$(dirname "$(dirname "$NVCC")")" /usr; do
+    if [ -f "$root/include/cudnn.h" ] && compgen -G "$root/lib*/libcudnn.so*" >/dev/null; then
+      readlink -f "$root"
+      return
+    fi
+    [ -n "${CUDNN_ROOT:-}" ] && [ "$root" = "$CUDNN_ROOT" ] && \
+      die "CUDNN_ROOT=$CUDNN_ROOT has no include/cudnn.h and lib/libcudnn.so*"
+  done
+  die "--cudnn: no cuDNN found (include/cudnn.h + lib/libcudnn.so*) in the CUDA toolkit or /usr; set CUDNN_ROOT"
 }
 
 build_fork() {
   local variant="$1" key dir cuda_flag=OFF
   key="$(build_key "$variant")"
   dir="$CACHE/fork-$variant-$key"
-  [ "$variant" = cuda ] && cuda_flag=ON
+  [ "$variant" != cpu ] && cuda_flag=ON
   if [ -f "$dir/COMPLETE" ]; then
     stage "$2" "fork ($variant): cached build $dir"
   else
@@ -98,7 +126,7 @@ build_fork() {
     stage "$2" "fork ($variant): building from nothing into $dir (log: $dir.log)"
     export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
     local cuda_args=()
-    if [ "$variant" = cuda ]; then
+    if [ "$variant" != cpu ]; then
       # FindCUDA calls nvcc itself; a wrapper puts ccache in front of it. FindCUDA drops a
       # -DCUDA_NVCC_EXECUTABLE on its first configure but reads the environment variable.
       mkdir -p "$CACHE/bin"
@@ -107,6 +135,7 @@ build_fork() {
       export CUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc"
       cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$(dirname "$(dirname "$NVCC")")")
     fi
+    [ "$variant" = cudnn ] && cuda_args+=(-DMFUSE_WITH_CUDNN=ON -DCUDNN_ROOT="$CUDNN_ROOT")
     if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$REPO/.venv/bin/python" -DMFUSE_WITH_CUDA=$cuda_flag \
              -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "${cuda_args[@]}" \
            && cmake --build "$dir"; } >"$dir.log" 2>&1; then
@@ -144,11 +173,14 @@ make_venv
 
 NVCC="$(command -v nvcc || true)"
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+have_cuda() { [ -n "$NVCC" ] && ls "$(dirname "$(dirname "$NVCC")")"/lib64/libcublas.so* >/dev/null 2>&1; }
 if [ "$WITH_CUDA" = auto ]; then
   WITH_CUDA=0
-  if [ -n "$NVCC" ] && ls "$(dirname "$(dirname "$NVCC")")"/lib64/libcublas.so* >/dev/null 2>&1; then
-    WITH_CUDA=1
-  fi
+  have_cuda && WITH_CUDA=1
+fi
+if [ "$WITH_CUDNN" = 1 ]; then
+  have_cuda || die "--cudnn needs the CUDA toolkit (nvcc and cuBLAS on PATH or in /usr/local/cuda)"
+  CUDNN_ROOT="$(find_cudnn)"
 fi
 
 build_fork cpu 3/4
@@ -157,6 +189,9 @@ if [ "$WITH_CUDA" = 1 ]; then
   build_fork cuda 4/4
 else
   stage 4/4 "fork (cuda): skipped (no nvcc + cuBLAS, or --no-cuda)"
+fi
+if [ "$WITH_CUDNN" = 1 ]; then
+  build_fork cudnn 4/4
 fi
 "$REPO/.venv/bin/python" -c "import caffe" || die "import caffe fails in .venv after the build"
 stage done "ready: source .venv/bin/activate; caffe --version"
