@@ -170,18 +170,22 @@ build_fork() {
     mkdir -p "$CACHE/bin"
     printf '#!/bin/sh\nexec ccache "%s" "$@"\n' "$NVCC" >"$CACHE/bin/nvcc"
     chmod +x "$CACHE/bin/nvcc"
+    # FindCUDA drops a -DCUDA_NVCC_EXECUTABLE on the first configure (CUDA_TOOLKIT_ROOT_DIR differs from its
+    # empty internal copy) but always takes the environment's: that is how the ccache wrapper reaches it.
+    export CUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc"
     # Caffe's own CMake: python_version=3.12 makes it ask Boost for component python312, which Debian's
     # BoostConfig looks up as boost_python_DIR; FindPythonLibs would find Debian's 3.11, so name 3.12's.
-    # The nvcc wrapper goes to Caffe's FindCUDA directly (the superbuild does not forward it).
     extra="-Dpython_version=3.12;-Dboost_python_DIR=$BOOST_PY/lib/cmake/boost_python-1.74.0"
     extra+=";-DPYTHON_LIBRARY=$PY_LIBRARY;-DPYTHON_INCLUDE_DIR=$PY_INCLUDE"
-    extra+=";-DCUDA_TOOLKIT_ROOT_DIR=$(dirname "$(dirname "$NVCC")");-DCUDA_NVCC_EXECUTABLE=$CACHE/bin/nvcc"
+    extra+=";-DCUDA_TOOLKIT_ROOT_DIR=$(dirname "$(dirname "$NVCC")")"
     if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$VENV/bin/python" -DMFUSE_WITH_CUDA=ON \
              -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "-DMFUSE_EXTRA_CAFFE_ARGS=$extra" \
            && cmake --build "$dir"; } >"$dir.log" 2>&1; then
       grep -E "mfuse: |error|Error" "$dir.log" | head -20 >&2 || true
       die "the device fork build failed; full log: $dir.log"
     fi
+    grep -q "^CUDA_NVCC_EXECUTABLE:FILEPATH=$CACHE/bin/nvcc$" "$dir/caffe-build/CMakeCache.txt" \
+      || echo "device-build: warning: Caffe's FindCUDA did not take the ccache nvcc wrapper (rebuilds recompile CUDA)" >&2
     readelf -d "$dir/install/lib/libcaffe.so" | grep -q "libboost_python312" \
       || die "libcaffe.so does not link Boost.Python 3.12 (Caffe's CMake took another; see $dir.log)"
     touch "$dir/COMPLETE"
