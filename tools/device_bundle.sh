@@ -26,11 +26,13 @@ die() { printf 'device-bundle: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Wheels of packages mfuse imports on the device that its Python lacks (pins from requirements.txt).
 WHEELS=(lmdb six)
-# Libraries the device provides itself (base system, CUDA, BLAS, its Python): never packed.
-PROVIDED='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libz|libcuda|libcudart|libcublas|libcublasLt|libcurand|libnvidia|libopenblas|libblas|liblapack|libgfortran|libquadmath|libgomp|libpython3\.12)\.'
+# Libraries the device provides itself (base system, CUDA, BLAS, its Python, and the protobuf 3.21 and HDF5
+# 1.10 serial libraries of Ubuntu 24.04, same sonames as Debian 12's): never packed, nor what only they need
+# (HDF5's libcurl and its TLS/Kerberos/LDAP tree). env.sh checks on the device that all of them resolve.
+PROVIDED='^(linux-vdso|ld-linux|ld-linux-x86-64|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libz|libcuda|libcudart|libcublas|libcublasLt|libcurand|libnvidia|libopenblas|libblas|liblapack|libgfortran|libquadmath|libgomp|libpython3\.12|libprotobuf|libhdf5_serial|libhdf5_serial_hl)\.'
 
 PY_LIBDIR="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
-BOOST_PY_LIBDIR="$(sed -n 's|^boost_python_DIR:PATH=\(.*\)/cmake/boost_python-1.74.0$|\1|p' "$FORK/caffe-build/CMakeCache.txt")"
+BOOST_PY_LIBDIR="$(sed -n 's|^boost_python_DIR:[A-Z]*=\(.*\)/cmake/boost_python-1.74.0$|\1|p' "$FORK/caffe-build/CMakeCache.txt")"
 [ -f "$BOOST_PY_LIBDIR/libboost_python312.so.1.74.0" ] || die "libboost_python312 not found via $FORK/caffe-build/CMakeCache.txt"
 export LD_LIBRARY_PATH="$FORK/install/lib:$BOOST_PY_LIBDIR:$PY_LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 SITE="$FORK/install/lib/python3/dist-packages"
@@ -39,13 +41,23 @@ rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/python"
 cp "$FORK/install/bin/caffe" "$OUT/bin/"
 cp -P "$FORK"/install/lib/libcaffe.so* "$OUT/lib/"
-for exe in "$OUT/bin/caffe" "$OUT"/lib/libcaffe.so.* "$SITE/caffe/_caffe.so"; do
-  ldd "$exe" | grep -q 'not found' && die "$exe: $(ldd "$exe" | grep 'not found' | head -1)"
-  ldd "$exe" | awk '/=> \// {print $1, $3}'
-done | sort -u | while read -r name path; do
-  if ! [[ "$name" =~ $PROVIDED ]] && [ ! -e "$OUT/lib/$name" ]; then
-    cp -L "$path" "$OUT/lib/$name"
-  fi
+# The NEEDED closure of the binary, libcaffe and _caffe.so, not descending into provided libraries.
+roots=("$OUT/bin/caffe" "$OUT/lib/libcaffe.so" "$SITE/caffe/_caffe.so")
+for exe in "${roots[@]}"; do
+  if ldd "$exe" | grep 'not found'; then die "$exe: libraries not found here (above)"; fi
+done
+declare -A where
+while read -r name path; do where[$name]="$path"; done < <(
+  for exe in "${roots[@]}"; do ldd "$exe" | awk '/=> \// {print $1, $3}'; done | sort -u)
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+queue=($(for exe in "${roots[@]}"; do needed "$exe"; done))
+while [ ${#queue[@]} -gt 0 ]; do
+  name="${queue[0]}"
+  queue=("${queue[@]:1}")
+  [[ "$name" =~ $PROVIDED ]] || [ -e "$OUT/lib/$name" ] && continue
+  [ -n "${where[$name]:-}" ] || die "cannot resolve $name"
+  cp -L "${where[$name]}" "$OUT/lib/$name"
+  queue+=($(needed "${where[$name]}"))
 done
 [ -f "$OUT/lib/libboost_python312.so.1.74.0" ] || die "libcaffe does not link libboost_python312 (not a device build?)"
 
@@ -101,6 +113,11 @@ export PYTHONPATH="$mfuse_bundle/python:$mfuse_repo/python${PYTHONPATH:+:$PYTHON
 export MFUSE_PYTHONHOME="$mfuse_py_home" MFUSE_PYTHON_SITE="$mfuse_py_site" MFUSE_BUNDLE="$mfuse_bundle" \
   MFUSE_REPO="$mfuse_repo"
 unset mfuse_py_env mfuse_py_libdir mfuse_py_home mfuse_py_site
+if ldd "$mfuse_bundle/lib/libcaffe.so" "$mfuse_bundle/python/caffe/_caffe.so" | grep "not found" >&2; then
+  echo "env.sh: libraries of libcaffe are missing on this machine (above); the bundle expects the machine's own" \
+    "CUDA, OpenBLAS, libprotobuf.so.32 (3.21), libhdf5_serial.so.103 (1.10) and libpython3.12" >&2
+  return 1 2>/dev/null || exit 1
+fi
 EOF
 mv "$OUT/bin/caffe" "$OUT/bin/caffe.bin"
 cat >"$OUT/bin/caffe" <<'EOF'
@@ -113,7 +130,8 @@ EOF
 chmod +x "$OUT/bin/caffe"
 cp "$REPO/tools/device_checks.sh" "$OUT/run_device_checks.sh"
 
-# A tiny prepared dataset for the training run (written with this bundle's pycaffe: LMDB datums).
+# A tiny prepared dataset for the training run (written with this bundle's pycaffe: LMDB datums; one
+# process: spawned pool workers cannot re-run a main script read from stdin).
 data_tmp="$(mktemp -d)"
 trap 'rm -rf "$wheels" "$data_tmp"' EXIT
 PYTHONPATH="$OUT/python:$REPO/python" LD_LIBRARY_PATH="$OUT/lib:$LD_LIBRARY_PATH" "$VENV/bin/python" - "$data_tmp" <<'EOF'
@@ -128,7 +146,7 @@ from mfuse.synthetic.layout import UCF101_LIST_DIR
 root = Path(sys.argv[1])
 generate(root / "dataset", SyntheticConfig(num_groups=4, clips_per_group=1, num_frames=14), progress=False)
 summary = prepare_dataset("ucf101", root / "dataset", root / "dataset" / UCF101_LIST_DIR, root / "data",
-                          ExtractSettings(short_side=None, flow_algorithm="dis"), splits=(1,), workers=2,
+                          ExtractSettings(short_side=None, flow_algorithm="dis"), splits=(1,), workers=1,
                           progress=False)
 if summary.failures:
     sys.exit(f"device-bundle: preparing the tiny dataset failed for {len(summary.failures)} videos")

@@ -11,12 +11,14 @@ bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=/dev/null
 source "$bundle/env.sh" || exit 1
 cd "$MFUSE_REPO" || exit 1
+export GLOG_minloglevel=2  # pycaffe: errors only (caffe train below logs at INFO for its progress lines)
+py="${MFUSE_PYTHON:-python3}"
 work="$(mktemp -d)"
 status=0
 fail() { echo "FAILED: $*"; status=1; }
 
-echo "=== pycaffe in $(python3 --version) ($(command -v python3))"
-python3 - <<'EOF' || fail "pycaffe"
+echo "=== pycaffe in $("$py" --version) ($(command -v "$py"))"
+"$py" - <<'EOF' || fail "pycaffe"
 import caffe
 names = caffe.layer_type_list()
 print(len(names), "layer types:", " ".join(names))
@@ -30,24 +32,24 @@ print("GPU mode: ok, blob sum", float(blob.data.sum()))
 EOF
 
 echo "=== GPU pytests of mfuse's layers"
-python3 -m pytest -q -rs -p no:cacheprovider tests/test_layers_flow_amplify.py \
+"$py" -m pytest -q -rs -p no:cacheprovider tests/test_layers_flow_amplify.py \
   tests/test_layers_multiplicative_fusion.py -k gpu >"$work/pytest.log" 2>&1 || fail "pytest (log below)"
 tail -15 "$work/pytest.log"
 grep -q "skipped" "$work/pytest.log" && fail "GPU tests were skipped"
 
 echo "=== caffe train -gpu 0: tiny spatial net, Python data layer (20 iterations)"
-python3 tools/make_nets.py --out "$work/nets" --backbone tiny --dataset synthetic --source "$MFUSE_BUNDLE/data" \
+"$py" tools/make_nets.py --out "$work/nets" --backbone tiny --dataset synthetic --source "$MFUSE_BUNDLE/data" \
   --runs-dir "$work/runs" >/dev/null || fail "make_nets.py"
 mkdir -p "$work/runs/spatial"
 sed -i -e 's/^max_iter: .*/max_iter: 20/' -e 's/^test_interval: .*/test_interval: 10/' -e 's/^test_iter: .*/test_iter: 2/' \
   -e 's/^display: .*/display: 5/' -e 's/^snapshot: .*/snapshot: 20/' "$work/nets/spatial_solver.prototxt"
-caffe train -solver "$work/nets/spatial_solver.prototxt" -gpu 0 >"$work/train.log" 2>&1 || fail "caffe train"
+GLOG_minloglevel=0 caffe train -solver "$work/nets/spatial_solver.prototxt" -gpu 0 >"$work/train.log" 2>&1 || fail "caffe train"
 grep -E "Using GPUs|Iteration [0-9]+.*loss|Test net output|Optimization Done|Error|Check failed" "$work/train.log" \
   | sed 's/^.*\] //'
 [ -f "$work/runs/spatial/snap_iter_20.caffemodel" ] || { fail "no final snapshot"; tail -30 "$work/train.log"; }
 
 echo "=== 25 x 10 test of the trained net on GPU (pycaffe)"
-if [ "$status" = 0 ]; then python3 - "$work" <<'EOF' || fail "25 x 10 test"
+if [ "$status" = 0 ]; then "$py" - "$work" <<'EOF' || fail "25 x 10 test"
 import os
 import sys
 from pathlib import Path
