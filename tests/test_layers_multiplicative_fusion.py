@@ -140,8 +140,24 @@ def random_inputs(rng, shapes):
 
 @functools.lru_cache(maxsize=None)
 def gpu_usable():
-    """True when this pycaffe can run on CUDA device 0 (checked in a subprocess: failures abort)."""
-    code = "import caffe; caffe.set_device(0); caffe.set_mode_gpu(); import numpy; b = caffe.Blob((2,)); b.data"
+    """True when this pycaffe can run a net forward on CUDA device 0 (checked in a subprocess: failures abort;
+    pycaffe has no constructible ``caffe.Blob``)."""
+    code = textwrap.dedent("""
+        import tempfile
+        import caffe
+        from caffe import layers as L
+        caffe.set_device(0)
+        caffe.set_mode_gpu()
+        n = caffe.NetSpec()
+        n.x = L.Input(shape=dict(dim=[2]))
+        n.y = L.Power(n.x, power_param=dict(scale=2.0))
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
+            f.write(str(n.to_proto()))
+            f.flush()
+            net = caffe.Net(f.name, caffe.TEST)
+        net.blobs["x"].data[...] = 1.0
+        assert net.forward()["y"].sum() == 4.0
+    """)
     try:
         return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
     except subprocess.TimeoutExpired:

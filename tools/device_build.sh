@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Developer tool, not part of the README's setup: builds the *device variant* of the fork — CUDA + Python
+# 3.12 — for the lent GPU machine (Ubuntu 24.04, Python 3.12, none of Caffe's dependencies). Debian 12 has no
+# Python 3.12, so this needs one with a shared libpython and headers (a pyenv 3.12 has both). Then
+# `bash tools/device_bundle.sh` packs the build for the device; docs/gpu.md explains the whole route.
+#
+#   MFUSE_DEVICE_PYTHON=/path/to/python3.12 bash tools/device_build.sh
+#
+# Steps (each reused when its inputs are unchanged):
+#   1. .venv-device/: a venv of that Python with requirements.txt (numpy's headers build pycaffe; the tests
+#      and data tools run in it here);
+#   2. Boost.Python 1.74 for 3.12: Debian bookworm's boost1.74 source package (apt-get source with a private
+#      configuration; sums in tools/device/boost1.74.sha256), Debian's Python patches, libs/python/src
+#      compiled against the system's Boost 1.74 headers -> <cache>/boost-python312-<key>/;
+#   3. the fork through CMakeLists.txt with CUDA and MFUSE_EXTRA_CAFFE_ARGS naming that Python and Boost.Python
+#      -> <cache>/fork-device-<key>/ (COMPLETE stamp as in tools/setup.sh); .venv-device/mfuse-fork-device
+#      links to it.
+# Environment: MFUSE_DEVICE_PYTHON (default: python3.12 on PATH, else the newest pyenv 3.12), MFUSE_CACHE_DIR
+# (default ~/.cache/mfuse), MFUSE_JOBS (default: number of cores).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MFUSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mfuse}"
+JOBS="${MFUSE_JOBS:-$(nproc)}"
+VENV="$REPO/.venv-device"
+SUMS="$REPO/tools/device/boost1.74.sha256"
+BOOST_VERSION="1.74.0+ds1-21"  # Debian 12's boost1.74: its headers are in /usr/include
+BOOST_ORIG="boost1.74_1.74.0+ds1.orig.tar.xz"
+BOOST_DEBIAN="boost1.74_${BOOST_VERSION}.debian.tar.xz"
+
+T0=$SECONDS
+stage() { printf '[device-build %s] %s (%ds)\n' "$1" "$2" "$((SECONDS - T0))"; }
+die() { printf 'device-build: ERROR: %s\n' "$*" >&2; exit 1; }
+
+find_python() {
+  local py="${MFUSE_DEVICE_PYTHON:-}"
+  if [ -z "$py" ]; then
+    py="$(command -v python3.12 || true)"
+  fi
+  if [ -z "$py" ] && command -v pyenv >/dev/null; then
+    py="$(ls -d "$(pyenv root)"/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V | tail -1 || true)"
+  fi
+  [ -n "$py" ] && [ -x "$py" ] || die "no Python 3.12 found: set MFUSE_DEVICE_PYTHON (e.g. a pyenv 3.12 built with --enable-shared)"
+  "$py" - <<'EOF' || die "$py is not a usable Python 3.12 (see above)"
+import os, sys, sysconfig
+v = sysconfig.get_config_var
+problems = []
+if sys.version_info[:2] != (3, 12):
+    problems.append(f"version {sys.version.split()[0]}, need 3.12")
+if not v("Py_ENABLE_SHARED") or not os.path.exists(os.path.join(v("LIBDIR"), v("LDLIBRARY"))):
+    problems.append("no shared libpython (build it with --enable-shared)")
+if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+    problems.append("no Python.h")
+if problems:
+    sys.exit(f"device-build: {sys.executable}: " + "; ".join(problems))
+EOF
+  PY="$py"
+  PY_LIBDIR="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
+  PY_LIBRARY="$PY_LIBDIR/$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LDLIBRARY"))')"
+  PY_INCLUDE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  stage 0/3 "Python: $PY ($PY_LIBRARY)"
+}
+
+make_venv() {
+  local want have
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || die "$PY -m venv failed"
+  want="$( { cat "$REPO/requirements.txt" "$REPO/pyproject.toml"; "$PY" --version; } | sha256sum | cut -c1-16)"
+  have="$(cat "$VENV/.mfuse-requirements" 2>/dev/null || true)"
+  if [ "$want" = "$have" ]; then
+    stage 1/3 "venv: .venv-device up to date"
+    return
+  fi
+  stage 1/3 "venv: installing requirements.txt into .venv-device"
+  "$VENV/bin/python" -m pip install -q --upgrade pip==25.3 || die "pip upgrade failed (PyPI reachable?)"
+  "$VENV/bin/python" -m pip install -q -r "$REPO/requirements.txt" || die "pip install -r requirements.txt failed"
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO" || die "pip install -e . failed"
+  echo "$want" >"$VENV/.mfuse-requirements"
+}
+
+# Debian's source package through apt's own client (signature-checked), with a private configuration: the
+# system's sources are never touched. Then the sums committed in tools/device/boost1.74.sha256.
+boost_sources() {
+  local dl="$CACHE/downloads" apt_dir="$CACHE/downloads/apt-bookworm"
+  mkdir -p "$dl"
+  if [ ! -f "$dl/$BOOST_ORIG" ] || [ ! -f "$dl/$BOOST_DEBIAN" ]; then
+    mkdir -p "$apt_dir/lists/partial"
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+      >"$apt_dir/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+                -o "Dir::State::Lists=$apt_dir/lists" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+    apt-get "${opts[@]}" -q update >/dev/null || die "apt-get update of the private bookworm deb-src list failed (network?)"
+    (cd "$dl" && apt-get "${opts[@]}" -q source --download-only "boost1.74=$BOOST_VERSION" >/dev/null) \
+      || die "apt-get source boost1.74=$BOOST_VERSION failed"
+  fi
+  (cd "$dl" && sha256sum --quiet -c "$SUMS") || {
+    rm -f "$dl/$BOOST_ORIG" "$dl/$BOOST_DEBIAN"
+    die "checksum mismatch for the boost1.74 tarballs (tools/device/boost1.74.sha256); deleted, run again to re-download"
+  }
+}
+
+build_boost_python() {
+  local key work src obj
+  key="$( { cat "$SUMS" "$REPO/tools/device/boost_python-config.cmake"; sed -n '/^build_boost_python()/,/^}/p' "$REPO/tools/device_build.sh";
+            g++ --version | head -1; "$PY" --version; } | sha256sum | cut -c1-16)"
+  BOOST_PY="$CACHE/boost-python312-$key"
+  if [ -f "$BOOST_PY/COMPLETE" ]; then
+    stage 2/3 "Boost.Python 3.12: cached build $BOOST_PY"
+    return
+  fi
+  rm -rf "$BOOST_PY"
+  boost_sources
+  stage 2/3 "Boost.Python 3.12: building into $BOOST_PY"
+  work="$BOOST_PY/work"
+  mkdir -p "$work" "$BOOST_PY/lib/cmake/boost_python-1.74.0"
+  tar xJf "$CACHE/downloads/$BOOST_DEBIAN" -C "$work" debian/patches
+  tar xJf "$CACHE/downloads/$BOOST_ORIG" -C "$work" boost/libs/python
+  src="$work/boost"
+  # Debian's patches that touch Boost.Python, in series order (the others are for other libraries).
+  grep -v '^#' "$work/debian/patches/series" | while read -r name; do
+    [ -n "$name" ] && grep -q '^+++ .*libs/python/' "$work/debian/patches/$name" || continue
+    patch -d "$src" -p1 --forward --batch --quiet -i "$work/debian/patches/$name" \
+      || die "Debian patch $name does not apply to libs/python"
+  done
+  # The library is compiled against /usr/include: its patched headers must be the ones shipped there.
+  diff -r "$src/libs/python/include/boost/python" /usr/include/boost/python >/dev/null \
+    || die "Boost.Python headers of $BOOST_ORIG + Debian patches differ from /usr/include/boost/python (libboost-python1.74-dev $BOOST_VERSION?)"
+  obj="$work/obj"
+  mkdir -p "$obj"
+  (cd "$src/libs/python/src" && ls *.cpp converter/*.cpp object/*.cpp) | \
+    xargs -P "$JOBS" -I{} sh -c 'g++ -O2 -fPIC -DNDEBUG -DBOOST_PYTHON_SOURCE -DBOOST_PYTHON_DYN_LINK=1 \
+      -DBOOST_ALL_NO_LIB=1 -I"$1" -c "$2/{}" -o "$3/$(echo {} | tr / _).o"' _ "$PY_INCLUDE" "$src/libs/python/src" "$obj" \
+    || die "compiling Boost.Python for Python 3.12 failed"
+  # Like Debian's libboost_python311: libpython is not linked (the interpreter or libcaffe provides it).
+  g++ -shared -Wl,-soname,libboost_python312.so.1.74.0 -Wl,-O1 -o "$BOOST_PY/lib/libboost_python312.so.1.74.0" \
+    "$obj"/*.o || die "linking libboost_python312.so failed"
+  ln -s libboost_python312.so.1.74.0 "$BOOST_PY/lib/libboost_python312.so"
+  cp "$REPO/tools/device/boost_python-config.cmake" "$BOOST_PY/lib/cmake/boost_python-1.74.0/"
+  cp /usr/lib/x86_64-linux-gnu/cmake/boost_python-1.74.0/boost_python-config-version.cmake \
+    "$BOOST_PY/lib/cmake/boost_python-1.74.0/"
+  rm -rf "$work"
+  touch "$BOOST_PY/COMPLETE"
+}
+
+# Same inputs as tools/setup.sh's key for the CUDA variant, plus this Python, the Boost.Python build and
+# this script.
+build_key() {
+  {
+    echo "variant=device"
+    (cd "$REPO" && find CMakeLists.txt cmake patches layers -type f -print0 | sort -z | xargs -0 sha256sum)
+    sed -n '/^build_fork()/,/^}/p' "$REPO/tools/device_build.sh"
+    echo "$BOOST_PY"
+    g++ --version | head -1
+    cmake --version | head -1
+    grep -E '^numpy==' "$REPO/requirements.txt"
+    "$PY" --version
+    "$NVCC" --version | tail -2
+  } | sha256sum | cut -c1-16
+}
+
+build_fork() {
+  local key dir extra
+  key="$(build_key)"
+  dir="$CACHE/fork-device-$key"
+  if [ -f "$dir/COMPLETE" ]; then
+    stage 3/3 "fork (device): cached build $dir"
+  else
+    rm -rf "$dir"
+    stage 3/3 "fork (device): building into $dir (log: $dir.log)"
+    export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
+    mkdir -p "$CACHE/bin"
+    printf '#!/bin/sh\nexec ccache "%s" "$@"\n' "$NVCC" >"$CACHE/bin/nvcc"
+    chmod +x "$CACHE/bin/nvcc"
+    # FindCUDA drops a -DCUDA_NVCC_EXECUTABLE on the first configure (CUDA_TOOLKIT_ROOT_DIR differs from its
+    # empty internal copy) but always takes the environment's: that is how the ccache wrapper reaches it.
+    export CUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc"
+    # Caffe's own CMake: python_version=3.12 makes it ask Boost for component python312, which Debian's
+    # BoostConfig looks up as boost_python_DIR; FindPythonLibs would find Debian's 3.11, so name 3.12's.
+    extra="-Dpython_version=3.12;-Dboost_python_DIR=$BOOST_PY/lib/cmake/boost_python-1.74.0"
+    extra+=";-DPYTHON_LIBRARY=$PY_LIBRARY;-DPYTHON_INCLUDE_DIR=$PY_INCLUDE"
+    extra+=";-DCUDA_TOOLKIT_ROOT_DIR=$(dirname "$(dirname "$NVCC")")"
+    if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$VENV/bin/python" -DMFUSE_WITH_CUDA=ON \
+             -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "-DMFUSE_EXTRA_CAFFE_ARGS=$extra" \
+           && cmake --build "$dir"; } >"$dir.log" 2>&1; then
+      grep -E "mfuse: |error|Error" "$dir.log" | head -20 >&2 || true
+      die "the device fork build failed; full log: $dir.log"
+    fi
+    grep -q "^CUDA_NVCC_EXECUTABLE:FILEPATH=$CACHE/bin/nvcc$" "$dir/caffe-build/CMakeCache.txt" \
+      || echo "device-build: warning: Caffe's FindCUDA did not take the ccache nvcc wrapper (rebuilds recompile CUDA)" >&2
+    readelf -d "$dir/install/lib/libcaffe.so" | grep -q "libboost_python312" \
+      || die "libcaffe.so does not link Boost.Python 3.12 (Caffe's CMake took another; see $dir.log)"
+    touch "$dir/COMPLETE"
+    stage 3/3 "fork (device): built"
+  fi
+  ln -sfn "$dir" "$VENV/mfuse-fork-device"
+  # Keep the two newest device builds.
+  ls -dt "$CACHE"/fork-device-???????????????? 2>/dev/null | tail -n +3 | while read -r old; do
+    rm -rf "$old" "$old.log"
+  done
+}
+
+NVCC="$(command -v nvcc || true)"
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+[ -n "$NVCC" ] || die "nvcc not found (PATH or /usr/local/cuda): the device variant is a CUDA build"
+mkdir -p "$CACHE"
+find_python
+make_venv
+build_boost_python
+build_fork
+stage done "device build ready: $VENV/mfuse-fork-device; now bash tools/device_bundle.sh"
