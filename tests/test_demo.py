@@ -10,7 +10,7 @@ import pytest
 
 from mfuse.datasets import get_dataset
 from mfuse.demo import ROWS, quick_config, run_demo
-from mfuse.evaluation import evaluate, load_scores
+from mfuse.evaluation import ScoreCollector, evaluate, load_scores
 from mfuse.synthetic.generator import SyntheticConfig, generate
 from mfuse.synthetic.layout import HMDB51_SPLIT_DIR, UCF101_LIST_DIR
 
@@ -96,3 +96,29 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
                      "--weights", "spatial=1", "temporal=2", "--out", tmp_path / "fused.npz")
     assert set(fused) == {"spatial", "temporal", "fused"}
     assert fused["fused"] == pytest.approx(evaluate(load_scores(tmp_path / "fused.npz")).accuracy)
+
+
+def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_path):
+    import caffe
+    from mfuse.evaluation.testing import Protocol, evaluate_net
+    from mfuse.prep.lmdb_store import open_frame_store
+
+    config, _ = quick_run
+    seed = config.out / "seed1"
+    net = caffe.Net(str(seed / "prototxt" / "spatial_deploy.prototxt"),
+                    str(seed / "runs" / "spatial" / "snap_iter_6.caffemodel"), caffe.TEST)
+    stores = {"rgb": open_frame_store(config.out / "data", 1, "test", "rgb")}
+    protocol = Protocol(frames=2, crop_mode="center", crop_size=48)
+    out = tmp_path / "new" / "folder" / "spatial.npz"
+    meta = {"split": 1, "subset": "test"}
+    whole = evaluate_net(net, stores, out, meta, protocol, checkpoint_every=1, progress=False)
+    assert out.exists() and not out.with_name(out.name + ".partial.npz").exists()
+    # An interrupted run left a partial file with the first videos: the rerun only adds the others.
+    partial = ScoreCollector(whole.num_classes)
+    for i in range(3):
+        partial.add(str(whole.video_ids[i]), int(whole.labels[i]), whole.frame_scores[i].astype(np.float64))
+    resumed_out = tmp_path / "resumed.npz"
+    np.savez(resumed_out.with_name(resumed_out.name + ".partial.npz"), **partial.snapshot())
+    resumed = evaluate_net(net, stores, resumed_out, meta, protocol, progress=False)
+    np.testing.assert_allclose(np.sort(resumed.scores, axis=0), np.sort(whole.scores, axis=0), rtol=1e-3)
+    assert sorted(map(str, resumed.video_ids)) == sorted(map(str, whole.video_ids))

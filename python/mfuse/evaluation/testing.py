@@ -131,6 +131,7 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
         workers: threads decoding and cropping ahead of the net.
     """
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     modalities = net_modalities(net)
     missing = [m for m in modalities if m not in stores]
     if missing:
