@@ -160,8 +160,11 @@ def fusion_net(rgb_backbone: str, flow_backbone: str, num_classes: int, inputs, 
         n.cons_drop = L.Dropout(top, dropout_ratio=dropout, in_place=True)
         top = n.cons_drop
     for index, width in enumerate(fusion.head_widths, start=6):
-        top = add_fc(n, top, f"cons_fc{index}", width, weight_filler=dict(type="gaussian", std=0.005),
-                     bias_filler=dict(type="constant", value=0.1))
+        # The published backbones' fc filler (gaussian 0.005, bias 0.1: the authors' cons_fc*); the tiny
+        # backbone's MSRA, without which its 64-wide head never leaves chance level in the demo's schedule.
+        top = add_fc(n, top, f"cons_fc{index}", width, weight_filler=rgb.fc_filler,
+                     bias_filler=dict(type="constant", value=0.1) if rgb.fc_filler == dict(type="gaussian", std=0.005)
+                     else rgb.fc_bias_filler)
         top = add_relu_dropout(n, top, f"cons_relu{index}", f"cons_drop{index}", dropout)
     scores = add_fc(n, top, FUSION_CLASSIFIER, num_classes)
     add_outputs(n, scores, added.label)
