@@ -11,7 +11,6 @@ Paths inside them (data source, ``net:``, ``snapshot_prefix``) are relative to t
 ``caffe train -solver prototxt/<net>_solver.prototxt`` is run.
 """
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -23,6 +22,7 @@ from . import solvers
 from .fusion import FUSION_KINDS, Fusion, fusion_net
 from .inputs import DeployInputs, VideoData
 from .streams import Amplify, spatial_net, temporal_net
+from mfuse.fileio import write_atomic
 
 NET_NAMES = ("spatial", "spatial_amp", "temporal") + FUSION_KINDS
 
@@ -163,13 +163,6 @@ def set_files(net_set: NetSet, net_root: str) -> Dict[str, str]:
     return files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
 def write_all(out_dir, net_sets: Optional[Iterable[NetSet]] = None, net_root: Optional[str] = None) -> List[Path]:
     """Writes every file of ``net_sets`` (default: ``COMMITTED``) under ``out_dir``.
 
@@ -187,7 +180,7 @@ def write_all(out_dir, net_sets: Optional[Iterable[NetSet]] = None, net_root: Op
     written = []
     for net_set in (COMMITTED.values() if net_sets is None else net_sets):
         for relative, text in set_files(net_set, root).items():
-            _write_atomic(out_dir / relative, text)
+            write_atomic(out_dir / relative, text)
             written.append(out_dir / relative)
     return sorted(written)
 

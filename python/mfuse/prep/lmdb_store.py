@@ -44,6 +44,7 @@ import numpy as np
 from multiprocessing.pool import Pool
 
 from .parallel import imap_progress
+from mfuse.fileio import write_atomic
 
 INDEX_KEY = b"__index__"
 INDEX_VERSION = 1
@@ -300,7 +301,7 @@ def write_folder_index(path: Path, index: StoreIndex, frames_root: Path) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     data = index.to_json()
     data["frames_root"] = os.path.relpath(Path(frames_root).resolve(), path.parent.resolve())
-    _write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"))
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource], pool: Pool | None = None,
@@ -403,13 +404,7 @@ def _reset_partial_if_stale(partial: Path, index_bytes: bytes) -> None:
         shutil.rmtree(partial)
     if not partial.exists():
         partial.mkdir(parents=True)
-        _write_atomic(intent, index_bytes)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        write_atomic(intent, index_bytes)
 
 
 def _folder_bytes(path: Path) -> int:

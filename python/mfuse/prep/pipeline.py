@@ -30,6 +30,7 @@ from .frames import ExtractSettings, VideoError, extract_video, is_video_complet
 from .lmdb_store import (MODALITIES, StoreIndex, VideoEntry, VideoSource, build_lmdb, database_name,
                          write_folder_index)
 from .parallel import imap_progress, worker_pool
+from mfuse.fileio import write_atomic
 
 STAGES = ("extract", "stores")
 STORAGES = ("lmdb", "folder", "both")
@@ -264,7 +265,7 @@ def write_failures(path: Path, failures: Sequence[Failure]) -> None:
     lines = ["stage\tvideo_id\tpath\treason"]
     for f in failures:
         lines.append("\t".join(_one_line(value) for value in (f.stage, f.video_id, f.path, f.reason)))
-    _write_text_atomic(Path(path), "\n".join(lines) + "\n")
+    write_atomic(Path(path), "\n".join(lines) + "\n")
 
 
 def read_failures(path: Path) -> list[Failure]:
@@ -276,7 +277,7 @@ def read_failures(path: Path) -> list[Failure]:
 def write_summary(path: Path, summary: Summary) -> None:
     data = asdict(summary)
     data["failures"] = len(summary.failures)
-    _write_text_atomic(Path(path), json.dumps(data, indent=1, ensure_ascii=False))
+    write_atomic(Path(path), json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def format_summary(summary: Summary) -> str:
@@ -308,7 +309,3 @@ def _one_line(text: str) -> str:
     return re.sub(r"[\t\r\n]+", " ", str(text))
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
