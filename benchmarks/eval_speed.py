@@ -38,16 +38,11 @@ def timed(function):
 def main():
     args = parse_args()
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from mfuse.evaluation.testing import Protocol, evaluate_net, forward_crops, net_modalities, video_crops
+    from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_modalities,
+                                          video_crops)
     from mfuse.prep.lmdb_store import open_frame_store
 
-    if args.gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
-    net = caffe.Net(str(args.deploy), caffe.TEST, **({"weights": str(args.weights)} if args.weights else {}))
+    net = load_test_net(args.deploy, args.weights, args.gpu)
     output = list(net.blobs)[-1]
     stores = {m: open_frame_store(args.data, args.split, "test", m) for m in net_modalities(net)}
     protocol = Protocol(crop_size=args.crop_size)

@@ -35,17 +35,11 @@ def parse_args():
 def main():
     args = parse_args()
     os.environ.setdefault("GLOG_minloglevel", "1")
-    import caffe
     from mfuse.evaluation import evaluate
-    from mfuse.evaluation.testing import Protocol, evaluate_net, net_modalities
+    from mfuse.evaluation.testing import Protocol, evaluate_net, load_test_net, net_modalities
     from mfuse.prep.lmdb_store import open_frame_store
 
-    if args.gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
-    net = caffe.Net(str(args.deploy), str(args.weights), caffe.TEST)
+    net = load_test_net(args.deploy, args.weights, args.gpu)
     stores = {m: open_frame_store(args.data, args.split, args.subset, m, args.storage) for m in net_modalities(net)}
     protocol = Protocol(frames=args.frames, crop_mode=args.crops, crop_size=args.crop_size,
                         rgb_at_stack_centre=args.rgb_at_stack_centre, max_batch=args.max_batch)

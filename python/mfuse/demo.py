@@ -122,10 +122,8 @@ def train_seed(config: DemoConfig, data_root: Path, seed: int) -> dict[str, Path
 
 def evaluate_seed(config: DemoConfig, data_root: Path, seed: int, models: dict[str, Path]) -> dict[str, ScoreSet]:
     """The 25 x 10 test of every net of one seed, then late fusion; returns ``{name: ScoreSet}``."""
-    import caffe
-    from mfuse.evaluation.testing import Protocol, evaluate_net
+    from mfuse.evaluation.testing import Protocol, evaluate_net, load_test_net
 
-    caffe.set_mode_cpu()
     seed_dir = config.out / f"seed{seed}"
     protocol = Protocol(frames=config.frames, crop_mode=config.crop_mode, crop_size=CROP_SIZE)
     stores = {m: open_frame_store(data_root, config.split, "test", m) for m in ("rgb", "flow", "mag")}
@@ -135,7 +133,7 @@ def evaluate_seed(config: DemoConfig, data_root: Path, seed: int, models: dict[s
         if path.exists():
             scores[net_name] = load_scores(path)
             continue
-        net = caffe.Net(str(seed_dir / "prototxt" / f"{net_name}_deploy.prototxt"), str(weights), caffe.TEST)
+        net = load_test_net(seed_dir / "prototxt" / f"{net_name}_deploy.prototxt", weights)
         meta = {"dataset": "synthetic", "split": config.split, "subset": "test", "net": net_name,
                 "weights": str(weights), "seed": seed}
         scores[net_name] = evaluate_net(net, stores, path, meta, protocol, workers=config.workers,

@@ -52,6 +52,21 @@ class Protocol:
     means: Mapping[str, object] = field(default_factory=lambda: {"rgb": RGB_MEAN, "flow": FLOW_MEAN, "mag": None})
 
 
+def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
+    """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu``; without ``weights`` the
+    prototxt's fillers initialise it (for timing)."""
+    import caffe
+
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
+    if weights is None:
+        return caffe.Net(str(deploy), caffe.TEST)
+    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+
+
 def net_modalities(net) -> list[str]:
     """The modalities a pycaffe net takes, from its input blob names (in ``rgb, flow, mag`` order)."""
     names = [m for m, blob in INPUT_BLOBS.items() if blob in net.inputs]
