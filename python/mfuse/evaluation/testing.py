@@ -64,7 +64,7 @@ def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: in
         caffe.set_mode_gpu()
     if weights is None:
         return caffe.Net(str(deploy), caffe.TEST)
-    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
 
 
 def net_modalities(net) -> list[str]:
