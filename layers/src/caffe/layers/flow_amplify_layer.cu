@@ -114,6 +114,18 @@ __global__ void FlowAmplifyBackward(const int count, const int channels,
   }
 }
 
+// feat_diff = top_diff * gate[n][p], one thread per element: the paper's case (no gradient to the gate
+// source), where the per-(n, p) kernel above leaves most of the GPU idle.
+template <typename Dtype>
+__global__ void FlowAmplifyBackwardFeat(const int count, const int channels,
+    const int plane, const Dtype* top_diff, const Dtype* gate,
+    Dtype* feat_diff) {
+  CUDA_KERNEL_LOOP(index, count) {
+    const int n = index / plane / channels, p = index % plane;
+    feat_diff[index] = top_diff[index] * gate[n * plane + p];
+  }
+}
+
 // dot[n] = sum_p gate_diff[n][p] * gate[n][p] / plane.
 template <typename Dtype>
 __global__ void FlowAmplifyMeanDot(const int num, const int plane,
@@ -219,15 +231,21 @@ void FlowAmplifyLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   const Dtype* feat =
       in_place_ ? feat_copy_.gpu_data() : bottom[0]->gpu_data();
   Dtype* feat_diff = propagate_down[0] ? bottom[0]->mutable_gpu_diff() : NULL;
-  Dtype* gate_diff = propagate_down[1] ? gate_.mutable_gpu_diff() : NULL;
+  if (!propagate_down[1]) {
+    const int count = bottom[0]->count();
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    FlowAmplifyBackwardFeat<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(count, channels_, plane, top[0]->gpu_diff(),
+        gate_.gpu_data(), feat_diff);
+    CUDA_POST_KERNEL_CHECK;
+    return;
+  }
+  Dtype* gate_diff = gate_.mutable_gpu_diff();
   // NOLINT_NEXT_LINE(whitespace/operators)
   FlowAmplifyBackward<Dtype><<<CAFFE_GET_BLOCKS(gate_count),
       CAFFE_CUDA_NUM_THREADS>>>(gate_count, channels_, plane,
       top[0]->gpu_diff(), feat, gate_.gpu_data(), feat_diff, gate_diff);
   CUDA_POST_KERNEL_CHECK;
-  if (!propagate_down[1]) {
-    return;
-  }
   if (normalize_mean_) {
     // NOLINT_NEXT_LINE(whitespace/operators)
     FlowAmplifyMeanDot<Dtype><<<CAFFE_GET_BLOCKS(num_),
