@@ -61,21 +61,8 @@ EOF
   stage 0/3 "Python: $PY ($PY_LIBRARY)"
 }
 
-make_venv() {
-  local want have
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || die "$PY -m venv failed"
-  want="$( { cat "$REPO/requirements.txt" "$REPO/pyproject.toml"; "$PY" --version; } | sha256sum | cut -c1-16)"
-  have="$(cat "$VENV/.mfuse-requirements" 2>/dev/null || true)"
-  if [ "$want" = "$have" ]; then
-    stage 1/3 "venv: .venv-device up to date"
-    return
-  fi
-  stage 1/3 "venv: installing requirements.txt into .venv-device"
-  "$VENV/bin/python" -m pip install -q --upgrade pip==25.3 || die "pip upgrade failed (PyPI reachable?)"
-  "$VENV/bin/python" -m pip install -q -r "$REPO/requirements.txt" || die "pip install -r requirements.txt failed"
-  "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO" || die "pip install -e . failed"
-  echo "$want" >"$VENV/.mfuse-requirements"
-}
+# shellcheck source=tools/lib/venv.sh
+source "$REPO/tools/lib/venv.sh"
 
 # Debian's source package through apt's own client (signature-checked), with a private configuration: the
 # system's sources are never touched. Then the sums committed in tools/device/boost1.74.sha256.
@@ -203,7 +190,7 @@ NVCC="$(command -v nvcc || true)"
 [ -n "$NVCC" ] || die "nvcc not found (PATH or /usr/local/cuda): the device variant is a CUDA build"
 mkdir -p "$CACHE"
 find_python
-make_venv
+make_venv "$VENV" "$PY" 1/3
 build_boost_python
 build_fork
 stage done "device build ready: $VENV/mfuse-fork-device; now bash tools/device_bundle.sh"

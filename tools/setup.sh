@@ -59,21 +59,8 @@ install_apt_packages() {
     >"$CACHE/apt-install.log" 2>&1 || die "apt-get install failed; see $CACHE/apt-install.log"
 }
 
-make_venv() {
-  local venv="$REPO/.venv" want have
-  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed (python3-venv?)"
-  want="$(cat "$REPO/requirements.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)"
-  have="$(cat "$venv/.mfuse-requirements" 2>/dev/null || true)"
-  if [ "$want" = "$have" ]; then
-    stage 2/4 "venv: .venv up to date"
-    return
-  fi
-  stage 2/4 "venv: installing requirements.txt into .venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip==25.3 || die "pip upgrade failed (PyPI reachable?)"
-  "$venv/bin/python" -m pip install -q -r "$REPO/requirements.txt" || die "pip install -r requirements.txt failed"
-  "$venv/bin/python" -m pip install -q --no-deps -e "$REPO" || die "pip install -e . failed"
-  echo "$want" >"$venv/.mfuse-requirements"
-}
+# shellcheck source=tools/lib/venv.sh
+source "$REPO/tools/lib/venv.sh"
 
 # The key covers every input of the fork build: upstream sums, patches, overlay, CMake files, options,
 # compilers, and the numpy whose headers pycaffe is compiled against.
@@ -169,7 +156,7 @@ EOF
 
 mkdir -p "$CACHE"
 install_apt_packages
-make_venv
+make_venv "$REPO/.venv" /usr/bin/python3 2/4
 
 NVCC="$(command -v nvcc || true)"
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
