@@ -92,3 +92,14 @@ def make_hmdb51(root: Path, videos: dict[str, list[tuple[str, int]]]) -> tuple[P
         for k in (1, 2, 3):
             (splits_dir / f"{cls}_test_split{k}.txt").write_text("".join(lines[k]))
     return videos_root, splits_dir
+
+
+def read_db(path) -> dict:
+    """Every key -> value of an LMDB database (for comparing databases in tests)."""
+    import lmdb
+
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    with env.begin() as txn:
+        items = dict(txn.cursor())
+    env.close()
+    return items

@@ -3,11 +3,10 @@ import multiprocessing
 import pickle
 
 import cv2
-import lmdb
 import numpy as np
 import pytest
 
-from dataprep_helpers import moving_frames, write_video
+from dataprep_helpers import moving_frames, read_db, write_video
 from mfuse.prep import lmdb_store
 from mfuse.prep.frames import ExtractSettings, extract_video
 from mfuse.prep.parallel import worker_pool
@@ -40,12 +39,6 @@ def sources_of(frames_root, metas):
     return {v: VideoSource(frames_root / v, m["height"], m["width"]) for v, m in metas.items()}
 
 
-def read_all(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        items = dict(txn.cursor())
-    env.close()
-    return items
 
 
 @pytest.mark.parametrize("modality, kind, shape", [("rgb", "img", (3, 24, 32)), ("flow", "flow", (1, 24, 64)),
@@ -57,7 +50,7 @@ def test_round_trip_gives_the_jpeg_bytes_and_pixels(extracted, tmp_path, modalit
     stats = build_lmdb(db, index, sources_of(frames_root, metas), progress=False)
     expected_images = sum(v.num_frames for v in index.videos)
     assert stats["images"] == expected_images and not stats["skipped"] and stats["bytes"] > 0
-    items = read_all(db)
+    items = read_db(db)
     assert len(items) == expected_images + 1
     datum = caffe_pb2().Datum.FromString(items[frame_key("B/v b é", 2)])
     jpeg_file = frames_root / "B/v b é" / f"{kind}_00002.jpg"
@@ -79,7 +72,7 @@ def test_keys_name_the_video_and_the_1_based_frame(extracted, tmp_path):
     frames_root, metas = extracted
     db = tmp_path / "db"
     build_lmdb(db, make_index(metas, "mag"), sources_of(frames_root, metas), progress=False)
-    keys = sorted(k for k in read_all(db) if k != INDEX_KEY)
+    keys = sorted(k for k in read_db(db) if k != INDEX_KEY)
     assert keys[:4] == [b"A/v_a/00001", b"A/v_a/00002", b"A/v_a/00003", b"A/v_a/00004"]
     assert frame_key("B/v b é", 6).decode() in {k.decode() for k in keys}
     assert frame_key("B/v b é", 7) not in keys           # 7 frames give 6 flow images
@@ -144,7 +137,7 @@ def test_parallel_build_equals_serial_build(extracted, tmp_path):
     build_lmdb(tmp_path / "a", index, sources_of(frames_root, metas), progress=False)
     with worker_pool(2) as pool:
         build_lmdb(tmp_path / "b", index, sources_of(frames_root, metas), pool, progress=False)
-    assert read_all(tmp_path / "a") == read_all(tmp_path / "b")
+    assert read_db(tmp_path / "a") == read_db(tmp_path / "b")
 
 
 def test_a_finished_database_is_kept_and_a_changed_index_rebuilds_it(extracted, tmp_path):
@@ -155,7 +148,7 @@ def test_a_finished_database_is_kept_and_a_changed_index_rebuilds_it(extracted, 
     assert build_lmdb(db, index, sources_of(frames_root, metas), progress=False)["skipped"]
     relabelled = make_index(metas, "rgb", labels={"A/v_a": 1, "B/v b é": 0, "B/v_c": 0})
     assert not build_lmdb(db, relabelled, sources_of(frames_root, metas), progress=False)["skipped"]
-    datum = caffe_pb2().Datum.FromString(read_all(db)[frame_key("A/v_a", 1)])
+    datum = caffe_pb2().Datum.FromString(read_db(db)[frame_key("A/v_a", 1)])
     assert datum.label == 1
 
 
@@ -182,7 +175,7 @@ def test_an_interrupted_build_resumes_from_the_committed_videos(extracted, tmp_p
     calls.clear()
     monkeypatch.setattr(lmdb_store, "_read_video_items", real_read)
     build_lmdb(db, index, sources_of(frames_root, metas), progress=False)
-    assert read_all(db) == read_all(tmp_path / "reference")
+    assert read_db(db) == read_db(tmp_path / "reference")
     assert not (tmp_path / "db.partial").exists() and not (db / lmdb_store.INTENT_NAME).exists()
 
 
@@ -191,4 +184,4 @@ def test_the_map_size_grows_when_the_estimate_is_too_small(extracted, tmp_path, 
     monkeypatch.setattr(lmdb_store, "_estimate_map_size", lambda index, sources: 32 << 10)
     index = make_index(metas, "rgb")
     build_lmdb(tmp_path / "db", index, sources_of(frames_root, metas), progress=False)
-    assert len(read_all(tmp_path / "db")) == sum(v.num_frames for v in index.videos) + 1
+    assert len(read_db(tmp_path / "db")) == sum(v.num_frames for v in index.videos) + 1

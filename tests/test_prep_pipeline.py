@@ -5,10 +5,9 @@ import sys
 import time
 from pathlib import Path
 
-import lmdb
 import pytest
 
-from dataprep_helpers import make_hmdb51, make_ucf101
+from dataprep_helpers import make_hmdb51, make_ucf101, read_db
 from mfuse.prep.frames import ExtractSettings
 from mfuse.prep.lmdb_store import LmdbFrameStore, open_frame_store
 from mfuse.prep.pipeline import parse_shard, prepare_dataset, read_failures, select_shard
@@ -17,12 +16,6 @@ SETTINGS = ExtractSettings(short_side=None, flow_algorithm="dis")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def read_db(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        items = dict(txn.cursor())
-    env.close()
-    return items
 
 
 def all_databases(out):
