@@ -105,6 +105,14 @@ build_fork() {
   key="$(build_key "$variant")"
   dir="$CACHE/fork-$variant-$key"
   [ "$variant" != cpu ] && cuda_flag=ON
+  # One build per key at a time: a second setup.sh (another checkout of the repo) waits for the first
+  # instead of wiping its half-built tree.
+  local lock_fd
+  exec {lock_fd}>"$dir.lock"
+  if ! flock -n "$lock_fd"; then
+    stage "$2" "fork ($variant): another setup is building $dir; waiting for it"
+    flock "$lock_fd"
+  fi
   if [ -f "$dir/COMPLETE" ]; then
     stage "$2" "fork ($variant): cached build $dir"
   else
@@ -133,9 +141,10 @@ build_fork() {
     stage "$2" "fork ($variant): built"
   fi
   ln -sfn "$dir" "$REPO/.venv/mfuse-fork-$variant"
-  # Keep the three newest builds of each variant.
-  ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +4 | while read -r old; do
-    rm -rf "$old" "$old.log"
+  exec {lock_fd}>&-
+  # Keep the eight newest builds of each variant; never one that another setup holds (its lock is taken).
+  ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +9 | while read -r old; do
+    if flock -n "$old.lock" true 2>/dev/null; then rm -rf "$old" "$old.log" "$old.lock"; fi
   done
 }
 
