@@ -230,6 +230,53 @@ def nets_section(records):
     return "\n".join(text)
 
 
+def variants_section(records):
+    variants = pick(records, bench="fusion_gemm_variant")
+    if not variants:
+        return ""
+    rows = [[r["shape"], r["pass"], r["variant"], fmt(r["ms"], 4), fmt(r["tflops"], 2), fmt(r["of_floor"], 2) + "×"]
+            for r in variants]
+    swaps = pick(records, bench="fusion_swap")
+    notes = "; ".join(f"{r['shape']}: {fmt(r['ms'], 4)} ms ({fmt(r['gbps'], 0)} GB/s)" for r in swaps)
+    tf32 = "TF32" if variants[0].get("tf32") else "strict FP32"
+    return "\n".join([f"## MultiplicativeFusion: the ways to issue its GEMMs (one stream, {tf32})",
+                      table(["shape", "pass", "variant", "ms", "TFLOP/s", "of the single GEMM"], rows), "",
+                      "`benchmarks/fusion_gemm_variants.cu`, medians of 20 after 5 warm-up. single: one GEMM over "
+                      "all N·H·W columns with X already C×(N·H·W) (the floor); swap: the layer's reorder of X "
+                      "(N×C×HW → C×N×HW) or of dX back, included; batched: cublasSgemmStridedBatched over the N "
+                      "images; parts + sum: N partial dW then their sum (N×K×C floats of scratch); cuBLASLt best: "
+                      "the fastest of the heuristic's algorithms for the single GEMM. The reorder alone: "
+                      + (notes or "–") + "."])
+
+
+def gtest_section(records):
+    runs = pick(records, bench="gtest")
+    return "\n".join(["## gtests of the layers (CPU and GPU, float and double)"]
+                     + [f"- `{r['filter']}`: {r['tests_passed']} passed, {r['tests_failed']} failed, exit "
+                        f"{r['exit_code']}" for r in runs]) if runs else ""
+
+
+def before_after_section(before, after):
+    """Layer times of an earlier build (``--before``) against this run's, both measured in this run."""
+    rows = []
+    for record in pick(after, bench="fusion", variant="layer"):
+        old = one(before, bench="fusion", variant="layer", mode=record["mode"], shape=record["shape"],
+                  activation=record["activation"])
+        rows.append([f"MultiplicativeFusion {record['shape']} {record['activation']} ({record['mode']})",
+                     fmt(get(old, "total_ms"), 3), fmt(record["total_ms"], 3),
+                     fmt(ratio(get(old, "total_ms"), record["total_ms"])) + "×",
+                     f"{fmt(get(old, 'mem_mb'), 0)} / {fmt(record['mem_mb'], 0)}"])
+    for record in pick(after, bench="flow_amplify"):
+        old = one(before, bench="flow_amplify", mode=record["mode"], variant=record["variant"])
+        rows.append([f"FlowAmplify {record['variant']} ({record['mode']})", fmt(get(old, "total_ms"), 3),
+                     fmt(record["total_ms"], 3), fmt(ratio(get(old, "total_ms"), record["total_ms"])) + "×", "–"])
+    if not rows:
+        return ""
+    return "\n".join(["## Before / after (the earlier build's layer_bench in the same run)",
+                      table(["layer", "before ms", "after ms", "speed-up", "MiB before / after"], rows), "",
+                      "Forward + backward medians; memory: all the net allocated."])
+
+
 def memcheck_section(records):
     memcheck = pick(records, bench="memcheck")
     if not memcheck:
@@ -245,9 +292,10 @@ def memcheck_section(records):
     return "\n".join(lines)
 
 
-def summary(records) -> str:
+def summary(records, before=None) -> str:
     sections = [environment_section(records), fusion_section(records, "gpu"), amplify_section(records, "gpu"),
-                parity_section(records), nets_section(records), memcheck_section(records),
+                before_after_section(before, records) if before else "", variants_section(records),
+                parity_section(records), gtest_section(records), nets_section(records), memcheck_section(records),
                 fusion_section(records, "cpu"), amplify_section(records, "cpu")]
     return "# mfuse benchmarks\n\n" + "\n\n".join(section for section in sections if section) + "\n"
 
@@ -274,6 +322,8 @@ def parse_args():
     parser.add_argument("--markdown", type=Path, help="also write the summary to this file")
     parser.add_argument("--write", type=Path, metavar="RESULTS_DIR",
                         help="write <date>-<device>.md and .json (all records) into this folder")
+    parser.add_argument("--before", type=Path, metavar="BEFORE_DIR",
+                        help="records of an earlier build measured in the same run: adds a before/after table")
     return parser.parse_args()
 
 
@@ -284,14 +334,22 @@ def main():
     records = load_records(args.run_dir)
     if not records:
         sys.exit(f"summarize: no records in {args.run_dir}")
-    text = summary(records)
+    before = None
+    if args.before:
+        before = load_records(args.before)
+        if not before:
+            sys.exit(f"summarize: no records in {args.before}")
+    text = summary(records, before)
     print(text)
     if args.markdown:
         write_atomic(args.markdown, text)
     if args.write:
         name = run_name(records)
         write_atomic(args.write / f"{name}.md", text)
-        write_atomic(args.write / f"{name}.json", json.dumps({"records": records}, indent=1) + "\n")
+        everything = {"records": records}
+        if before:
+            everything["before"] = before
+        write_atomic(args.write / f"{name}.json", json.dumps(everything, indent=1) + "\n")
         print(f"summarize: wrote {args.write / name}.md and .json", file=sys.stderr)
 
 
