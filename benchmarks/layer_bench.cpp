@@ -482,8 +482,8 @@ const float* Data(Blob<float>* b, bool gpu) { return gpu ? b->gpu_data() : b->cp
 //          any layout allows for these FLOPs;
 //   layer_calls: the calls the layer makes on NCHW data: per stream, X reordered to C x N*HW, then Z = W X and
 //          dW = dZ X^T as single GEMMs, dX = W^T dZ as one GEMM into C x N*HW reordered to NCHW (the reorders are
-//          the layer's own function, caffe_{cpu,gpu}_swap_leading_axes); 2-D: the layer's GEMMs on N x C data,
-//          no reorder.
+//          the layer's own function, caffe_{cpu,gpu}_swap_leading_axes); 2-D: the layer's N x K = (N x C) W^T
+//          orientation, no reorder.
 Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStreams* streams, bool gpu) {
   const int K = s.k, C = s.c, HW = s.hw(), N = s.n, NHW = s.n * s.hw();
   Candidate c;
@@ -502,18 +502,18 @@ Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStrea
              Mutable(&st->dx, gpu));
       }
     };
-  } else if (s.fc()) {
+  } else if (s.fc()) {  // the layer's N x K = (N x C) W^T orientation
     c.fwd = [=]() {
       for (auto& st : *streams) {
-        Gemm(gpu, CblasNoTrans, CblasTrans, K, N, C, Data(&st->w, gpu), Data(&st->x, gpu), 0.f,
+        Gemm(gpu, CblasNoTrans, CblasTrans, N, K, C, Data(&st->x, gpu), Data(&st->w, gpu), 0.f,
              Mutable(&st->z, gpu));
       }
     };
     c.bwd = [=]() {
       for (auto& st : *streams) {
-        Gemm(gpu, CblasNoTrans, CblasNoTrans, K, C, N, Data(&st->dz, gpu), Data(&st->x, gpu), 1.f,
+        Gemm(gpu, CblasTrans, CblasNoTrans, K, C, N, Data(&st->dz, gpu), Data(&st->x, gpu), 1.f,
              Mutable(&st->dw, gpu));
-        Gemm(gpu, CblasTrans, CblasNoTrans, N, C, K, Data(&st->dz, gpu), Data(&st->w, gpu), 0.f,
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, N, C, K, Data(&st->dz, gpu), Data(&st->w, gpu), 0.f,
              Mutable(&st->dx, gpu));
       }
     };

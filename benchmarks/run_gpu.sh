@@ -23,7 +23,7 @@ OUT_DIR="${1:-${OUT:-$REPO/build/bench-gpu}}"
 BUNDLE="${BUNDLE:-$REPO/.carry/gpu}"
 REPS="${REPS:-20}"
 WARMUP="${WARMUP:-5}"
-PLAN_S=450  # memcheck only starts while the run is inside this many seconds
+PLAN_S="${PLAN_S:-450}"  # memcheck only starts while the run is inside this many seconds
 STARTED=$(date +%s)
 
 elapsed() { echo $(( $(date +%s) - STARTED )); }

@@ -46,7 +46,7 @@ void caffe_gpu_swap_leading_axes(int A, int B, int L, const Dtype* in,
  *
  * Memory: one K x N x H x W buffer per stream holds the projections W_s x_s
  * (channel-major: every GEMM of the layer is then a single GEMM over all
- * N x H x W columns); Backward overwrites it in place with the gradient w.r.t.
+ * N x H x W columns; N x K for 2-D bottoms, as InnerProduct's); Backward overwrites it in place with the gradient w.r.t.
  * the projection, so every Backward must follow its own Forward (as in any
  * Net; a second Backward without a Forward is refused by a CHECK). The
  * C_s x N x H x W copies of x_s those GEMMs need (and dx_s before it is
@@ -82,6 +82,14 @@ class MultiplicativeFusionLayer : public Layer<Dtype> {
   virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
 
+  /// Projection element (n, k, hw) is at k * stride_k + n * stride_n + hw:
+  /// K x N x HW for 4-D bottoms, N x K for 2-D ones.
+  inline int projection_stride_k() const {
+    return spatial_dim_ > 1 ? num_ * spatial_dim_ : 1;
+  }
+  inline int projection_stride_n() const {
+    return spatial_dim_ > 1 ? spatial_dim_ : num_output_;
+  }
   /// Index in blobs_ of stream s's weight, and of its bias (bias_learnable_).
   inline int weight_index(int s) const { return bias_learnable_ ? 2 * s : s; }
   inline int bias_index(int s) const { return 2 * s + 1; }
@@ -126,8 +134,8 @@ class MultiplicativeFusionLayer : public Layer<Dtype> {
   bool relu_;
   bool dot_;
   bool projections_valid_;  // set by Forward, consumed by Backward
-  /// Per stream, K x N x (H*W): W_s x_s after Forward, d top / d(W_s x_s)
-  /// after Backward.
+  /// Per stream, K x N x (H*W) (N x K for 2-D bottoms): W_s x_s after
+  /// Forward, d top / d(W_s x_s) after Backward.
   vector<shared_ptr<Blob<Dtype> > > projections_;
   /// max_s C_s x N x (H*W), used only when no free memory of that size is at
   /// hand (see ForwardScratch, BackwardScratch): no memory until then.

@@ -20,7 +20,10 @@ const int kThreads = 256;
 const int kGateMaxCols = 256;
 const int kGateMaxTileCols = 1024;
 const int kGateSharedBytes = 48 * 1024;
-// The feature-gradient kernel with the gate gradient: channels per thread.
+// Source loads in flight per thread in the gate kernel.
+const int kGateLoads = 8;
+// The feature-gradient kernel with the gate gradient: channels per thread
+// (all their loads in flight before the first store).
 const int kChannelsPerThread = 4;
 
 // One block per (n, gate row oy, chunk of up to out_cols gate columns):
@@ -69,17 +72,41 @@ __global__ void FlowAmplifyGate(const int channels, const int src_h,
     for (int x0 = kx_lo; x0 < kx_hi; x0 += tile_cols) {
       const int cols = min(tile_cols, kx_hi - x0);
       __syncthreads();  // rx zeroed; the previous tile fully read
-#pragma unroll 4
-      for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) {
-        const int p = (ky0 + i / cols) * src_w + x0 + i % cols;
-        Dtype m = s[p];
-        if (channels == 2) {
-          m = sqrt(m * m + s[plane + p] * s[plane + p]);
+      // kGateLoads loads in flight per thread before the first store.
+      for (int i0 = threadIdx.x; i0 < rows * cols;
+           i0 += kGateLoads * blockDim.x) {
+        Dtype m[kGateLoads];
+        if (channels == 1) {
+#pragma unroll
+          for (int u = 0; u < kGateLoads; ++u) {
+            const int i = i0 + u * blockDim.x;
+            if (i < rows * cols) {
+              m[u] = __ldg(s + (ky0 + i / cols) * src_w + x0 + i % cols);
+            }
+          }
+        } else {
+          Dtype y[kGateLoads];
+#pragma unroll
+          for (int u = 0; u < kGateLoads; ++u) {
+            const int i = i0 + u * blockDim.x;
+            if (i < rows * cols) {
+              const int p = (ky0 + i / cols) * src_w + x0 + i % cols;
+              m[u] = __ldg(s + p);
+              y[u] = __ldg(s + plane + p);
+            }
+          }
+#pragma unroll
+          for (int u = 0; u < kGateLoads; ++u) {
+            m[u] = sqrt(m[u] * m[u] + y[u] * y[u]);
+          }
         }
-        if (clip_max > 0 && m > clip_max) {
-          m = clip_max;
+#pragma unroll
+        for (int u = 0; u < kGateLoads; ++u) {
+          const int i = i0 + u * blockDim.x;
+          if (i < rows * cols) {
+            tile[i] = (clip_max > 0 && m[u] > clip_max) ? clip_max : m[u];
+          }
         }
-        tile[i] = m;
       }
       __syncthreads();
       for (int i = threadIdx.x; i < rows * ow; i += blockDim.x) {
@@ -197,18 +224,35 @@ __global__ void FlowAmplifyBackwardGate(const int num, const int channels,
     for (int l = 0; l < L; ++l) acc.v[l] = 0;
     if (sub < subs && p < plane) {
       const Lanes<Dtype, L> g = gate[n * plane + p];
-#pragma unroll 4
-      for (int c = c_begin + sub; c < c_end; c += subs) {
-        const int i = (n * channels + c) * plane + p;
-        const Lanes<Dtype, L> d = top_diff[i];  // before an in-place write
-        const Lanes<Dtype, L> x = feat[i];
-        Lanes<Dtype, L> dx;
+      // Every element is read before it is written (in place: top_diff ==
+      // feat_diff), by this thread alone.
+      for (int c0 = c_begin + sub; c0 < c_end;
+           c0 += kChannelsPerThread * subs) {
+        Lanes<Dtype, L> d[kChannelsPerThread], x[kChannelsPerThread];
 #pragma unroll
-        for (int l = 0; l < L; ++l) {
-          dx.v[l] = d.v[l] * g.v[l];
-          acc.v[l] += d.v[l] * x.v[l];
+        for (int u = 0; u < kChannelsPerThread; ++u) {
+          const int c = c0 + u * subs;
+          if (c < c_end) {
+            const int i = (n * channels + c) * plane + p;
+            d[u] = top_diff[i];
+            x[u] = feat[i];
+          }
         }
-        if (feat_diff) feat_diff[i] = dx;
+#pragma unroll
+        for (int u = 0; u < kChannelsPerThread; ++u) {
+          const int c = c0 + u * subs;
+          if (c < c_end) {
+            Lanes<Dtype, L> dx;
+#pragma unroll
+            for (int l = 0; l < L; ++l) {
+              dx.v[l] = d[u].v[l] * g.v[l];
+              acc.v[l] += d[u].v[l] * x[u].v[l];
+            }
+            if (feat_diff) {
+              feat_diff[(n * channels + c) * plane + p] = dx;
+            }
+          }
+        }
       }
     }
     sums[threadIdx.x] = acc;

@@ -34,15 +34,17 @@ void Gemm(bool gpu, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b,
   caffe_cpu_gemm<Dtype>(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
 }
 
+// y += op(A) x, A: M x N.
 template <typename Dtype>
-void Gemv(bool gpu, int M, int N, const Dtype* A, const Dtype* x, Dtype* y) {
+void Gemv(bool gpu, CBLAS_TRANSPOSE trans_a, int M, int N, const Dtype* A,
+    const Dtype* x, Dtype* y) {
 #ifndef CPU_ONLY
   if (gpu) {
-    caffe_gpu_gemv<Dtype>(CblasNoTrans, M, N, Dtype(1), A, x, Dtype(1), y);
+    caffe_gpu_gemv<Dtype>(trans_a, M, N, Dtype(1), A, x, Dtype(1), y);
     return;
   }
 #endif
-  caffe_cpu_gemv<Dtype>(CblasNoTrans, M, N, Dtype(1), A, x, Dtype(1), y);
+  caffe_cpu_gemv<Dtype>(trans_a, M, N, Dtype(1), A, x, Dtype(1), y);
 }
 
 template <typename Dtype>
@@ -229,10 +231,14 @@ void MultiplicativeFusionLayer<Dtype>::Reshape(
     top_shape[2] = top_shape[3] = 1;
   }
   top[0]->Reshape(top_shape);
-  vector<int> projection_shape(3);
-  projection_shape[0] = num_output_;
-  projection_shape[1] = num_;
-  projection_shape[2] = spatial_dim_;
+  vector<int> projection_shape(2);  // N x K for 2-D bottoms
+  projection_shape[0] = num_;
+  projection_shape[1] = num_output_;
+  if (spatial_dim_ > 1) {  // K x N x HW
+    projection_shape[0] = num_output_;
+    projection_shape[1] = num_;
+    projection_shape.push_back(spatial_dim_);
+  }
   int max_channels = 0;
   for (int s = 0; s < num_streams_; ++s) {
     projections_[s]->Reshape(projection_shape);
@@ -297,8 +303,8 @@ void MultiplicativeFusionLayer<Dtype>::Project(
     const Dtype* x = DataOf(bottom[s], gpu);
     const Dtype* weight = DataOf(this->blobs_[weight_index(s)].get(), gpu);
     Dtype* z = MutableDataOf(projections_[s].get(), gpu);
-    if (HW == 1) {  // z (K x N) = W (K x C) * x^T, x: N x C
-      Gemm(gpu, CblasNoTrans, CblasTrans, K, num_, C, Dtype(1), weight, x,
+    if (HW == 1) {  // z (N x K) = x (N x C) * W^T
+      Gemm(gpu, CblasNoTrans, CblasTrans, num_, K, C, Dtype(1), x, weight,
            Dtype(0), z);
     } else {  // z (K x N*HW) = W (K x C) * x (C x N*HW, a reordered copy)
       Dtype* x_t = ForwardScratch(s, bottom, top, gpu);
@@ -333,8 +339,8 @@ void MultiplicativeFusionLayer<Dtype>::BackwardGemms(
     if (this->param_propagate_down_[weight_index(s)]) {
       Dtype* weight_diff =
           MutableDiffOf(this->blobs_[weight_index(s)].get(), gpu);
-      if (HW == 1) {  // dW (K x C) += dz (K x N) * x (N x C)
-        Gemm(gpu, CblasNoTrans, CblasNoTrans, K, C, num_, Dtype(1), dz, x,
+      if (HW == 1) {  // dW (K x C) += dz^T (K x N) * x (N x C)
+        Gemm(gpu, CblasTrans, CblasNoTrans, K, C, num_, Dtype(1), dz, x,
              Dtype(1), weight_diff);
       } else {  // dW (K x C) += dz (K x N*HW) * x^T (N*HW x C)
         Dtype* x_t = BackwardScratch(s, done, propagate_down, bottom, gpu);
@@ -344,16 +350,21 @@ void MultiplicativeFusionLayer<Dtype>::BackwardGemms(
       }
     }
     if (bias_learnable_ && this->param_propagate_down_[bias_index(s)]) {
-      // b_diff (K) += dz (K x N*HW) * ones
-      Gemv(gpu, K, NHW, dz, DataOf(&bias_multiplier_, gpu),
-           MutableDiffOf(this->blobs_[bias_index(s)].get(), gpu));
+      // b_diff (K) += dz (K x N*HW) * ones, or dz^T (K x N) * ones
+      Dtype* bias_diff = MutableDiffOf(this->blobs_[bias_index(s)].get(), gpu);
+      const Dtype* ones = DataOf(&bias_multiplier_, gpu);
+      if (HW == 1) {
+        Gemv(gpu, CblasTrans, num_, K, dz, ones, bias_diff);
+      } else {
+        Gemv(gpu, CblasNoTrans, K, NHW, dz, ones, bias_diff);
+      }
     }
     if (propagate_down[s]) {
       const Dtype* weight = DataOf(this->blobs_[weight_index(s)].get(), gpu);
       Dtype* x_diff = MutableDiffOf(bottom[s], gpu);
-      if (HW == 1) {  // dx (N x C) = dz^T (N x K) * W (K x C)
-        Gemm(gpu, CblasTrans, CblasNoTrans, num_, C, K, Dtype(1), dz, weight,
-             Dtype(0), x_diff);
+      if (HW == 1) {  // dx (N x C) = dz (N x K) * W (K x C)
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, num_, C, K, Dtype(1), dz,
+             weight, Dtype(0), x_diff);
       } else {  // dx (C x N*HW) = W^T (C x K) * dz (K x N*HW), reordered
         Dtype* dx_t = BackwardScratch(s, done, propagate_down, bottom, gpu);
         Gemm(gpu, CblasTrans, CblasNoTrans, C, NHW, K, Dtype(1), weight, dz,
@@ -379,6 +390,7 @@ void MultiplicativeFusionLayer<Dtype>::Forward_cpu(
   Project(bottom, top, false);
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   vector<const Dtype*> projection(num_streams_);
   vector<const Dtype*> bias(num_streams_, NULL);
   for (int s = 0; s < num_streams_; ++s) {
@@ -393,7 +405,7 @@ void MultiplicativeFusionLayer<Dtype>::Forward_cpu(
       const int nk = n * K + k;
       Dtype sum = 0;
       for (int hw = 0; hw < HW; ++hw) {
-        const int j = (k * num_ + n) * HW + hw;  // in the projections
+        const int j = k * stride_k + n * stride_n + hw;  // in the projections
         Dtype product = 1;
         for (int s = 0; s < num_streams_; ++s) {
           product *= Activate(projection[s][j] + (bias[s] ? bias[s][k]
@@ -421,6 +433,7 @@ void MultiplicativeFusionLayer<Dtype>::Backward_cpu(
   BeginBackward();
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   vector<Dtype*> projection(num_streams_);
   vector<const Dtype*> bias(num_streams_, NULL);
   for (int s = 0; s < num_streams_; ++s) {
@@ -437,7 +450,7 @@ void MultiplicativeFusionLayer<Dtype>::Backward_cpu(
     for (int k = 0; k < K; ++k) {
       const int nk = n * K + k;
       for (int hw = 0; hw < HW; ++hw) {
-        const int j = (k * num_ + n) * HW + hw;  // in the projections
+        const int j = k * stride_k + n * stride_n + hw;  // in the projections
         Dtype before = dot_ ? top_diff[nk] : top_diff[nk * HW + hw];
         for (int s = 0; s < num_streams_; ++s) {
           const Dtype z =

@@ -18,17 +18,44 @@ __device__ inline Dtype Activate(const Dtype z, const bool relu) {
   return (relu && z < 0) ? Dtype(0) : z;
 }
 
-// out[j][i][:] = in[i][j][:] for A x B runs of R vectors of L lanes.
+// Vectors each thread of the reorder moves (all loads before the stores).
+const int kSwapUnroll = 4;
+
+// out[j][i][:] = in[i][j][:] for A x B runs of R vectors of L lanes; count
+// (A * B * R) vectors, kSwapUnroll per thread, blockDim.x apart.
 template <typename Dtype, int L>
 __global__ void SwapLeadingAxesKernel(const int count, const int A,
-    const int B, const int R, const Lanes<Dtype, L>* in,
-    Lanes<Dtype, L>* out) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int r = index % R;
-    const int ji = index / R;
-    const int i = ji % A, j = ji / A;
-    out[index] = in[(i * B + j) * R + r];
+    const int B, const int R, const Lanes<Dtype, L>* __restrict__ in,
+    Lanes<Dtype, L>* __restrict__ out) {
+  const int base = blockIdx.x * blockDim.x * kSwapUnroll + threadIdx.x;
+  Lanes<Dtype, L> v[kSwapUnroll];
+#pragma unroll
+  for (int u = 0; u < kSwapUnroll; ++u) {
+    const int index = base + u * blockDim.x;
+    if (index < count) {
+      const int r = index % R;
+      const int ji = index / R;
+      const int i = ji % A, j = ji / A;
+      v[u] = in[(i * B + j) * R + r];
+    }
   }
+#pragma unroll
+  for (int u = 0; u < kSwapUnroll; ++u) {
+    const int index = base + u * blockDim.x;
+    if (index < count) out[index] = v[u];
+  }
+}
+
+template <typename Dtype, int L>
+void LaunchSwap(const int count, const int A, const int B, const int R,
+    const Dtype* in, Dtype* out) {
+  const int per_block = CAFFE_CUDA_NUM_THREADS * kSwapUnroll;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  SwapLeadingAxesKernel<Dtype, L><<<(count + per_block - 1) / per_block,
+      CAFFE_CUDA_NUM_THREADS>>>(count, A, B, R,
+      reinterpret_cast<const Lanes<Dtype, L>*>(in),
+      reinterpret_cast<Lanes<Dtype, L>*>(out));
+  CUDA_POST_KERNEL_CHECK;
 }
 
 // Stream s's projection vector at j, shifted by its bias at channel k;
@@ -45,17 +72,19 @@ __device__ inline Lanes<Dtype, L> Shifted(Dtype* const* streams, const int S,
   return z;
 }
 
-// ELEMENTWISE: top[n][k][hw] = prod_s act(z_s[k][n][hw] + b_s[k]), over the
-// top's vectors (HWv = HW / L per (n, k)).
+// ELEMENTWISE: top[n][k][hw] = prod_s act(z_s[n, k, hw] + b_s[k]), over the
+// top's vectors (HWv = HW / L per (n, k)); z_s[n, k, hw] is at
+// k * stride_k + n * stride_n + hw (vectors: K x N x HWv, or N x K for 2-D).
 template <typename Dtype, int L>
-__global__ void FusionForward(const int count, const int S, const int N,
-    const int K, const int HWv, Dtype* const* streams, const Dtype bias_value,
-    const bool relu, Lanes<Dtype, L>* top) {
+__global__ void FusionForward(const int count, const int S, const int K,
+    const int HWv, const int stride_k, const int stride_n,
+    Dtype* const* streams, const Dtype bias_value, const bool relu,
+    Lanes<Dtype, L>* top) {
   CUDA_KERNEL_LOOP(index, count) {
     const int hw = index % HWv;
     const int nk = index / HWv;
     const int k = nk % K, n = nk / K;
-    const int j = (k * N + n) * HWv + hw;
+    const int j = k * stride_k + n * stride_n + hw;
     Lanes<Dtype, L> product;
 #pragma unroll
     for (int l = 0; l < L; ++l) product.v[l] = 1;
@@ -69,16 +98,17 @@ __global__ void FusionForward(const int count, const int S, const int N,
   }
 }
 
-// DOT: top[n][k] = sum_hw prod_s act(z_s[k][n][hw] + b_s[k]), nk over N x K.
+// DOT: top[n][k] = sum_hw prod_s act(z_s[n, k, hw] + b_s[k]), nk over N x K.
 template <typename Dtype>
-__global__ void FusionDotForward(const int count, const int S, const int N,
-    const int K, const int HW, Dtype* const* streams, const Dtype bias_value,
-    const bool relu, Dtype* top) {
+__global__ void FusionDotForward(const int count, const int S, const int K,
+    const int HW, const int stride_k, const int stride_n,
+    Dtype* const* streams, const Dtype bias_value, const bool relu,
+    Dtype* top) {
   CUDA_KERNEL_LOOP(nk, count) {
     const int k = nk % K, n = nk / K;
     Dtype sum = 0;
     for (int hw = 0; hw < HW; ++hw) {
-      const int j = (k * N + n) * HW + hw;
+      const int j = k * stride_k + n * stride_n + hw;
       Dtype product = 1;
       for (int s = 0; s < S; ++s) {
         product *= Activate(Shifted<Dtype, 1>(streams, S, s, j, k,
@@ -90,27 +120,29 @@ __global__ void FusionDotForward(const int count, const int S, const int N,
   }
 }
 
-// In place, z_s <- g * prod_{r != s} act(z_r + b_r) * act'(z_s + b_s) over
-// the projections' vectors (K x N x HWv), with g the top gradient at the
-// element (DOT: at its (n, k)); the same products in the same order as
-// Backward_cpu. kCached > 0 (S <= kCached): the activations are held in
-// registers (act' = [act > 0] for RELU); 0: any S, the projections after s
-// are re-read, as Backward_cpu does.
+// In place, z_s <- g * prod_{r != s} act(z_r + b_r) * act'(z_s + b_s), over
+// the vectors of N x K x HWv in the top's order (the projections' element at
+// k * stride_k + n * stride_n + hw, as in FusionForward), with g the top
+// gradient at the element (DOT: at its (n, k)); the same products in the
+// same order as Backward_cpu. kCached > 0 (S <= kCached): the activations
+// are held in registers (act' = [act > 0] for RELU); 0: any S, the
+// projections after s are re-read, as Backward_cpu does.
 template <typename Dtype, int L, int kCached>
-__global__ void FusionBackward(const int count, const int S, const int N,
-    const int K, const int HWv, Dtype* const* streams, const Dtype bias_value,
-    const bool relu, const bool dot, const Dtype* top_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int hw = index % HWv;
-    const int kn = index / HWv;
-    const int n = kn % N, k = kn / N;
+__global__ void FusionBackward(const int count, const int S, const int K,
+    const int HWv, const int stride_k, const int stride_n,
+    Dtype* const* streams, const Dtype bias_value, const bool relu,
+    const bool dot, const Dtype* top_diff) {
+  CUDA_KERNEL_LOOP(top_index, count) {
+    const int hw = top_index % HWv;
+    const int nk = top_index / HWv;
+    const int k = nk % K, n = nk / K;
+    const int index = k * stride_k + n * stride_n + hw;
     Lanes<Dtype, L> before;
     if (dot) {
 #pragma unroll
-      for (int l = 0; l < L; ++l) before.v[l] = top_diff[n * K + k];
+      for (int l = 0; l < L; ++l) before.v[l] = top_diff[nk];
     } else {
-      before = reinterpret_cast<const Lanes<Dtype, L>*>(top_diff)[
-          (n * K + k) * HWv + hw];
+      before = reinterpret_cast<const Lanes<Dtype, L>*>(top_diff)[top_index];
     }
     if (kCached > 0) {
       Lanes<Dtype, L> a[kCached > 0 ? kCached : 1];
@@ -167,19 +199,20 @@ __global__ void FusionBackward(const int count, const int S, const int N,
 }
 
 template <typename Dtype, int L>
-void LaunchFusionBackward(const int count, const int S, const int N,
-    const int K, const int HWv, Dtype* const* streams, const Dtype bias_value,
-    const bool relu, const bool dot, const Dtype* top_diff) {
+void LaunchFusionBackward(const int count, const int S, const int K,
+    const int HWv, const int stride_k, const int stride_n,
+    Dtype* const* streams, const Dtype bias_value, const bool relu,
+    const bool dot, const Dtype* top_diff) {
   if (S <= kCachedStreams) {
     // NOLINT_NEXT_LINE(whitespace/operators)
     FusionBackward<Dtype, L, kCachedStreams><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, S, N, K, HWv, streams, bias_value,
-        relu, dot, top_diff);
+        CAFFE_CUDA_NUM_THREADS>>>(count, S, K, HWv, stride_k, stride_n,
+        streams, bias_value, relu, dot, top_diff);
   } else {
     // NOLINT_NEXT_LINE(whitespace/operators)
     FusionBackward<Dtype, L, 0><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, S, N, K, HWv, streams, bias_value,
-        relu, dot, top_diff);
+        CAFFE_CUDA_NUM_THREADS>>>(count, S, K, HWv, stride_k, stride_n,
+        streams, bias_value, relu, dot, top_diff);
   }
   CUDA_POST_KERNEL_CHECK;
 }
@@ -191,22 +224,11 @@ void caffe_gpu_swap_leading_axes(int A, int B, int L, const Dtype* in,
     Dtype* out) {
   const int kL = WideLanes<Dtype>::kL;
   if (L % kL == 0) {  // 16-byte accesses
-    const int R = L / kL;
-    const int count = A * B * R;
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    SwapLeadingAxesKernel<Dtype, WideLanes<Dtype>::kL><<<
-        CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(count, A, B, R,
-        reinterpret_cast<const Lanes<Dtype, WideLanes<Dtype>::kL>*>(in),
-        reinterpret_cast<Lanes<Dtype, WideLanes<Dtype>::kL>*>(out));
+    LaunchSwap<Dtype, WideLanes<Dtype>::kL>(A * B * (L / kL), A, B, L / kL,
+                                           in, out);
   } else {
-    const int count = A * B * L;
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    SwapLeadingAxesKernel<Dtype, 1><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, A, B, L,
-        reinterpret_cast<const Lanes<Dtype, 1>*>(in),
-        reinterpret_cast<Lanes<Dtype, 1>*>(out));
+    LaunchSwap<Dtype, 1>(A * B * L, A, B, L, in, out);
   }
-  CUDA_POST_KERNEL_CHECK;
 }
 
 template void caffe_gpu_swap_leading_axes<float>(int A, int B, int L,
@@ -243,28 +265,30 @@ void MultiplicativeFusionLayer<Dtype>::Forward_gpu(
   Project(bottom, top, true);
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   Dtype** streams = DevicePointers();
   Dtype* top_data = top[0]->mutable_gpu_data();
   if (dot_) {
     const int count = num_ * K;
     // NOLINT_NEXT_LINE(whitespace/operators)
     FusionDotForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, num_, K, HW, streams,
-        bias_value_, relu_, top_data);
+        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, K, HW, stride_k,
+        stride_n, streams, bias_value_, relu_, top_data);
   } else if (HW % WideLanes<Dtype>::kL == 0) {
     const int kL = WideLanes<Dtype>::kL;
     const int count = num_ * K * HW / kL;
     // NOLINT_NEXT_LINE(whitespace/operators)
     FusionForward<Dtype, WideLanes<Dtype>::kL><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, num_, K, HW / kL,
-        streams, bias_value_, relu_,
+        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, K, HW / kL,
+        stride_k / kL, stride_n / kL, streams, bias_value_, relu_,
         reinterpret_cast<Lanes<Dtype, WideLanes<Dtype>::kL>*>(top_data));
   } else {
     const int count = num_ * K * HW;
     // NOLINT_NEXT_LINE(whitespace/operators)
     FusionForward<Dtype, 1><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, num_, K, HW, streams,
-        bias_value_, relu_, reinterpret_cast<Lanes<Dtype, 1>*>(top_data));
+        CAFFE_CUDA_NUM_THREADS>>>(count, num_streams_, K, HW, stride_k,
+        stride_n, streams, bias_value_, relu_,
+        reinterpret_cast<Lanes<Dtype, 1>*>(top_data));
   }
   CUDA_POST_KERNEL_CHECK;
   projections_valid_ = true;
@@ -277,16 +301,17 @@ void MultiplicativeFusionLayer<Dtype>::Backward_gpu(
   BeginBackward();
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   Dtype** streams = DevicePointers();
   const Dtype* top_diff = top[0]->gpu_diff();
   if (HW % WideLanes<Dtype>::kL == 0) {
     const int kL = WideLanes<Dtype>::kL;
     LaunchFusionBackward<Dtype, WideLanes<Dtype>::kL>(num_ * K * HW / kL,
-        num_streams_, num_, K, HW / kL, streams, bias_value_, relu_, dot_,
-        top_diff);
+        num_streams_, K, HW / kL, stride_k / kL, stride_n / kL, streams,
+        bias_value_, relu_, dot_, top_diff);
   } else {
-    LaunchFusionBackward<Dtype, 1>(num_ * K * HW, num_streams_, num_, K, HW,
-        streams, bias_value_, relu_, dot_, top_diff);
+    LaunchFusionBackward<Dtype, 1>(num_ * K * HW, num_streams_, K, HW,
+        stride_k, stride_n, streams, bias_value_, relu_, dot_, top_diff);
   }
   BackwardGemms(propagate_down, bottom, true);
 }
