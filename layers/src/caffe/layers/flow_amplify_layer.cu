@@ -32,7 +32,9 @@ const int kChannelsPerThread = 4;
 // the inner sums first (the CPU's resize along x), then the outer ones (its
 // resize along y), each over increasing k. The magnitudes of up to
 // tile_rows x tile_cols source pixels are staged in shared memory at a time
-// (coalesced reads, each source pixel read once per gate row reading it).
+// (coalesced reads, each source pixel read once per gate row reading it),
+// rows padded by one element: the inner sums run with the row index fastest
+// across threads, so a warp reads distinct banks.
 template <typename Dtype>
 __global__ void FlowAmplifyGate(const int channels, const int src_h,
     const int src_w, const int height, const int width, const int col_chunks,
@@ -41,8 +43,8 @@ __global__ void FlowAmplifyGate(const int channels, const int src_h,
     const Dtype* wx, const int* wx_range, const Dtype alpha,
     const Dtype beta, const Dtype* source, Dtype* gate) {
   extern __shared__ __align__(16) unsigned char gate_shared[];
-  Dtype* tile = reinterpret_cast<Dtype*>(gate_shared);  // rows x cols
-  Dtype* rx = tile + tile_rows * tile_cols;             // rows x ow
+  Dtype* tile = reinterpret_cast<Dtype*>(gate_shared);  // rows x (cols + 1)
+  Dtype* rx = tile + tile_rows * (tile_cols + 1);       // rows x ow
   Dtype* acc = rx + tile_rows * out_cols;               // ow
   __shared__ int columns[2];
   int b = blockIdx.x;
@@ -75,7 +77,7 @@ __global__ void FlowAmplifyGate(const int channels, const int src_h,
       // kGateLoads loads in flight per thread before the first store.
       for (int i0 = threadIdx.x; i0 < rows * cols;
            i0 += kGateLoads * blockDim.x) {
-        Dtype m[kGateLoads];
+        Dtype m[kGateLoads] = {0};
         if (channels == 1) {
 #pragma unroll
           for (int u = 0; u < kGateLoads; ++u) {
@@ -85,7 +87,7 @@ __global__ void FlowAmplifyGate(const int channels, const int src_h,
             }
           }
         } else {
-          Dtype y[kGateLoads];
+          Dtype y[kGateLoads] = {0};
 #pragma unroll
           for (int u = 0; u < kGateLoads; ++u) {
             const int i = i0 + u * blockDim.x;
@@ -104,21 +106,22 @@ __global__ void FlowAmplifyGate(const int channels, const int src_h,
         for (int u = 0; u < kGateLoads; ++u) {
           const int i = i0 + u * blockDim.x;
           if (i < rows * cols) {
-            tile[i] = (clip_max > 0 && m[u] > clip_max) ? clip_max : m[u];
+            tile[i + i / cols] =
+                (clip_max > 0 && m[u] > clip_max) ? clip_max : m[u];
           }
         }
       }
       __syncthreads();
       for (int i = threadIdx.x; i < rows * ow; i += blockDim.x) {
-        const int r = i / ow, ox = ox0 + i % ow;
+        const int r = i % rows, o = i / rows, ox = ox0 + o;
         const int k_end = min(wx_range[2 * ox + 1], x0 + cols);
         const Dtype* w_row = wx + ox * src_w;
-        const Dtype* t_row = tile + r * cols - x0;
-        Dtype sum = rx[i];
+        const Dtype* t_row = tile + r * (cols + 1) - x0;
+        Dtype sum = rx[r * ow + o];
         for (int kx = max(wx_range[2 * ox], x0); kx < k_end; ++kx) {
           sum += w_row[kx] * t_row[kx];
         }
-        rx[i] = sum;
+        rx[r * ow + o] = sum;
       }
     }
     __syncthreads();
@@ -360,9 +363,9 @@ void FlowAmplifyLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     const int tile_cols = std::min(source_width_, kGateMaxTileCols);
     const int budget = kGateSharedBytes / sizeof(Dtype);
     const int tile_rows = std::max(1, std::min(gate_rows_,
-        (budget - out_cols) / (tile_cols + out_cols)));
+        (budget - out_cols) / (tile_cols + 1 + out_cols)));
     const size_t shared =
-        (tile_rows * (tile_cols + out_cols) + out_cols) * sizeof(Dtype);
+        (tile_rows * (tile_cols + 1 + out_cols) + out_cols) * sizeof(Dtype);
     // NOLINT_NEXT_LINE(whitespace/operators)
     FlowAmplifyGate<Dtype><<<num_ * height_ * col_chunks, kThreads,
         shared>>>(source_channels_, source_height_, source_width_, height_,
