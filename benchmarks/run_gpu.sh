@@ -74,8 +74,9 @@ run_memcheck() {
     return
   fi
   : >"$OUT_DIR/memcheck.jsonl"
-  for suite in MultiplicativeFusionLayerTest/2 FlowAmplifyLayerTest/2 MultiplicativeFusionLayerTest/3 \
-      FlowAmplifyLayerTest/3; do
+  # MEMCHECK_SUITES (space-separated) narrows the list, e.g. to the suites whose kernels changed.
+  for suite in ${MEMCHECK_SUITES:-MultiplicativeFusionLayerTest/2 FlowAmplifyLayerTest/2 \
+      MultiplicativeFusionLayerTest/3 FlowAmplifyLayerTest/3}; do
     left=$(( PLAN_S - $(elapsed) ))
     if [ "$left" -lt 20 ]; then
       echo "run_gpu: out of time before $suite"

@@ -121,7 +121,7 @@ def fusion_section(records, mode):
             rows.append([size, activation, fmt(layer["total_ms"], 3), fmt(get(comp, "total_ms"), 3),
                          fmt(get(ideal, "total_ms"), 3), fmt(get(calls, "total_ms"), 3),
                          fmt(layer["tflops"], 2) + " / " + fmt(get(ideal, "tflops"), 2),
-                         fmt(over_floor) + "×" + mark(over_floor, FLOOR_GOAL, False),
+                         fmt(over_floor, 3) + "×" + mark(over_floor, FLOOR_GOAL, False),
                          fmt(speedup) + "×" + mark(speedup, SPEEDUP_GOAL, True),
                          f"{fmt(layer['mem_mb'], 0)} / {fmt(get(comp, 'mem_mb'), 0)}",
                          f"{fmt(memory)}× ({fmt(internal)}×" + mark(internal, MEMORY_GOAL, False)
