@@ -7,6 +7,8 @@
 RUN_DIR holds ``env.json`` and any of ``layers_gpu.jsonl``, ``layers_cpu.jsonl``, ``nets_caffe.jsonl``,
 ``nets_torch.jsonl``, ``memcheck.jsonl``. Every ratio compares numbers of the same run. Stdlib only.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os

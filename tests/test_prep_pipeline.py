@@ -9,7 +9,7 @@ import pytest
 
 from dataprep_helpers import make_hmdb51, make_ucf101, read_db
 from mfuse.prep.frames import ExtractSettings
-from mfuse.prep.lmdb_store import LmdbFrameStore, open_frame_store
+from mfuse.stores.reader import LmdbFrameStore, open_frame_store
 from mfuse.prep.pipeline import parse_shard, prepare_dataset, read_failures, select_shard
 
 SETTINGS = ExtractSettings(short_side=None, flow_algorithm="dis")

@@ -6,6 +6,8 @@
 
 Prints every input's and the fused accuracy.
 """
+from __future__ import annotations
+
 import argparse
 import json
 from pathlib import Path

@@ -8,9 +8,12 @@
     python tools/surgery.py insert-amplify my_deploy.prototxt my.caffemodel --after conv5 \\
         --out-prototxt my_amp_deploy.prototxt --out-caffemodel my_amp.caffemodel
 """
+from __future__ import annotations
+
 import argparse
 import sys
 
+from mfuse.conventions import FLOW_AMPLIFY_DEFAULTS, INPUT_BLOBS
 from mfuse.surgery import SurgeryError, format_report, init_fusion, init_from_imagenet, insert_flow_amplify
 
 
@@ -36,9 +39,10 @@ def parse_args():
     amplify.add_argument("--out-caffemodel", required=True)
     amplify.add_argument("--magnitude-shape", type=int, nargs=4, metavar=("N", "C", "H", "W"),
                          help="shape of the magnitude input (default: N, 1, H, W of the first input)")
-    amplify.add_argument("--magnitude-top", default="data_mag", help="name of the magnitude input blob")
-    amplify.add_argument("--offset", type=float, default=1.0, help="gate offset (1: the paper)")
-    amplify.add_argument("--scale", type=float, default=1.0, help="gate scale")
+    amplify.add_argument("--magnitude-top", default=INPUT_BLOBS["mag"], help="name of the magnitude input blob")
+    amplify.add_argument("--offset", type=float, default=FLOW_AMPLIFY_DEFAULTS["offset"],
+                         help="gate offset (1: the paper)")
+    amplify.add_argument("--scale", type=float, default=FLOW_AMPLIFY_DEFAULTS["scale"], help="gate scale")
     return parser.parse_args()
 
 

@@ -14,11 +14,11 @@ is a list of ``CopyRecord`` (``format_report`` prints it).
 Weights are read straight from the caffemodel protobuf (new ``layer`` and legacy V1 ``layers`` formats), so a
 source needs no prototxt; the target net is instantiated with pycaffe from its (deploy) prototxt.
 """
-import os
-import tempfile
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import caffe
 import numpy as np
@@ -26,7 +26,13 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .nets.fusion import PREFIXES
+from mfuse.conventions import FLOW_AMPLIFY_DEFAULTS, INPUT_BLOBS
+from mfuse.fileio import atomic_path, write_atomic
+from mfuse.nets.fusion import PREFIXES
+from mfuse.nets.inputs import input_shapes
+
+#: The FlowAmplify fields ``insert_flow_amplify`` writes unless told otherwise.
+AMPLIFY_FIELDS = {key: FLOW_AMPLIFY_DEFAULTS[key] for key in ("offset", "scale")}
 
 #: Status of a ``CopyRecord``.
 COPIED, ADAPTED, SKIPPED, UNUSED, MISMATCH, MISSING = "copied", "adapted", "skipped", "unused", "mismatch", "missing"
@@ -59,7 +65,7 @@ class CopyRecord:
     detail: str
 
 
-def _shape(blob: caffe_pb2.BlobProto) -> Tuple[Tuple[int, ...], bool]:
+def _shape(blob: caffe_pb2.BlobProto) -> tuple[tuple[int, ...], bool]:
     """(shape, legacy) of a stored blob: ``shape.dim`` or the legacy num/channels/height/width."""
     if blob.HasField("shape"):
         return tuple(blob.shape.dim), False
@@ -79,11 +85,11 @@ def _blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
 class StoredLayer:
     """The blobs of one layer of a caffemodel: arrays in their stored shapes, and whether the shapes are the
     legacy 4-D ones of V1 models (then leading 1s do not count, as Caffe's own copy allows)."""
-    blobs: List[np.ndarray]
+    blobs: list[np.ndarray]
     legacy: bool
 
 
-def read_caffemodel(path) -> Dict[str, StoredLayer]:
+def read_caffemodel(path) -> dict[str, StoredLayer]:
     """Layer name -> blobs of every layer with parameters in the caffemodel at ``path``.
 
     Raises:
@@ -110,20 +116,20 @@ def read_caffemodel(path) -> Dict[str, StoredLayer]:
     return layers
 
 
-def _strip_leading_ones(shape: Sequence[int]) -> Tuple[int, ...]:
+def _strip_leading_ones(shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(shape)
     while len(shape) > 1 and shape[0] == 1:
         shape = shape[1:]
     return shape
 
 
-def _fits(stored: np.ndarray, target_shape: Tuple[int, ...], legacy: bool) -> bool:
+def _fits(stored: np.ndarray, target_shape: tuple[int, ...], legacy: bool) -> bool:
     if stored.shape == target_shape:
         return True
     return legacy and _strip_leading_ones(stored.shape) == _strip_leading_ones(target_shape)
 
 
-def _cross_modality(weights: np.ndarray, target_shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+def _cross_modality(weights: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray | None:
     """RGB filters (O x 3 x k x k) averaged over channels and replicated to the target's input channels, or
     None when the shapes are not those of a first conv going from 3 to another number of channels."""
     if weights.ndim != 4 or len(target_shape) != 4 or weights.shape[1] != 3:
@@ -148,12 +154,12 @@ def _load_target(prototxt) -> "caffe.Net":
     return caffe.Net(str(path), caffe.TEST)
 
 
-def _source_for(layer: str, sources: Sequence[WeightSource]) -> Optional[WeightSource]:
+def _source_for(layer: str, sources: Sequence[WeightSource]) -> WeightSource | None:
     matching = [source for source in sources if layer.startswith(source.prefix)]
     return max(matching, key=lambda source: len(source.prefix)) if matching else None
 
 
-def _copy_layer(name: str, target_blobs, source: WeightSource, stored: Dict[str, StoredLayer],
+def _copy_layer(name: str, target_blobs, source: WeightSource, stored: dict[str, StoredLayer],
                 cross_modality: bool) -> CopyRecord:
     source_name = name[len(source.prefix):]
     label = f"{source.caffemodel}:{source_name}"
@@ -185,7 +191,7 @@ def _copy_layer(name: str, target_blobs, source: WeightSource, stored: Dict[str,
 
 
 def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
-               cross_modality: bool = False) -> List[CopyRecord]:
+               cross_modality: bool = False) -> list[CopyRecord]:
     """Writes ``out_caffemodel`` for the net of ``target_prototxt``, its layers filled from ``sources``.
 
     Args:
@@ -225,20 +231,12 @@ def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
 
 
 def _save_atomic(net, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        net.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        net.save(str(tmp))
 
 
 def init_fusion(fusion_prototxt, spatial_caffemodel, temporal_caffemodel, out_caffemodel,
-                prefixes: Tuple[str, str] = PREFIXES) -> List[CopyRecord]:
+                prefixes: tuple[str, str] = PREFIXES) -> list[CopyRecord]:
     """The initial caffemodel of a fusion net: its ``rgb_*`` layers from the trained spatial net, its
     ``flow_*`` layers from the trained temporal net; the layers after the fusion keep their fillers.
 
@@ -254,25 +252,11 @@ def init_fusion(fusion_prototxt, spatial_caffemodel, temporal_caffemodel, out_ca
 
 
 def init_from_imagenet(stream_prototxt, imagenet_caffemodel, out_caffemodel,
-                       cross_modality: bool = False) -> List[CopyRecord]:
+                       cross_modality: bool = False) -> list[CopyRecord]:
     """The initial caffemodel of a stream net from an ImageNet model (same layer names; layers absent from the
     ImageNet model, like ``fc8_action``, keep their fillers). ``cross_modality``: the temporal net's first conv
     gets the RGB filters averaged over channels, replicated to its 2L flow channels."""
     return transplant(stream_prototxt, [WeightSource(str(imagenet_caffemodel))], out_caffemodel, cross_modality)
-
-
-def _input_shapes(net: caffe_pb2.NetParameter) -> Dict[str, List[int]]:
-    shapes = {}
-    if net.input:
-        legacy = [list(net.input_dim[4 * i:4 * i + 4]) for i in range(len(net.input_dim) // 4)]
-        given = [list(shape.dim) for shape in net.input_shape] or legacy
-        shapes.update(zip(net.input, given))
-    for layer in net.layer:
-        if layer.type == "Input":
-            specs = [list(shape.dim) for shape in layer.input_param.shape]
-            specs = specs * len(layer.top) if len(specs) == 1 else specs
-            shapes.update(zip(layer.top, specs))
-    return shapes
 
 
 def _blob_names(net: caffe_pb2.NetParameter) -> set:
@@ -296,8 +280,8 @@ def _rename_after(layers, start: int, old: str, new: str) -> None:
 
 
 def amplified_prototxt(deploy: caffe_pb2.NetParameter, after_layer: str,
-                       magnitude_shape: Optional[Sequence[int]] = None, magnitude_top: str = "data_mag",
-                       flow_amplify_param: Optional[dict] = None,
+                       magnitude_shape: Sequence[int] | None = None, magnitude_top: str = INPUT_BLOBS["mag"],
+                       flow_amplify_param: dict | None = None,
                        layer_name: str = "flow_amplify") -> caffe_pb2.NetParameter:
     """A copy of ``deploy`` with an Input ``magnitude_top`` and ``FlowAmplify`` on the output of ``after_layer``.
 
@@ -334,7 +318,7 @@ def amplified_prototxt(deploy: caffe_pb2.NetParameter, after_layer: str,
     if layer_name in names:
         raise SurgeryError(f"the net already has a layer called {layer_name!r}; choose another name")
     if magnitude_shape is None:
-        inputs = _input_shapes(deploy)
+        inputs = input_shapes(deploy)
         if not inputs:
             raise SurgeryError("the net has no Input layer or input shape: give magnitude_shape (N, 1, H, W)")
         first = next(iter(inputs.values()))
@@ -346,7 +330,7 @@ def amplified_prototxt(deploy: caffe_pb2.NetParameter, after_layer: str,
     mag.input_param.shape.add().dim.extend(int(d) for d in magnitude_shape)
     amp = caffe_pb2.LayerParameter(
         name=layer_name, type="FlowAmplify", bottom=[top, magnitude_top], top=[amplified],
-        flow_amplify_param=caffe_pb2.FlowAmplifyParameter(**(flow_amplify_param or dict(offset=1, scale=1))))
+        flow_amplify_param=caffe_pb2.FlowAmplifyParameter(**(flow_amplify_param or AMPLIFY_FIELDS)))
     _rename_after(layers, index + 1, top, amplified)
     leading_inputs = next((i for i, layer in enumerate(layers) if layer.type != "Input"), len(layers))
     layers.insert(index + 1, amp)
@@ -357,8 +341,8 @@ def amplified_prototxt(deploy: caffe_pb2.NetParameter, after_layer: str,
 
 
 def insert_flow_amplify(deploy_prototxt, caffemodel, after_layer: str, out_prototxt, out_caffemodel,
-                        magnitude_shape: Optional[Sequence[int]] = None, magnitude_top: str = "data_mag",
-                        flow_amplify_param: Optional[dict] = None) -> List[CopyRecord]:
+                        magnitude_shape: Sequence[int] | None = None, magnitude_top: str = INPUT_BLOBS["mag"],
+                        flow_amplify_param: dict | None = None) -> list[CopyRecord]:
     """Writes ``out_prototxt`` (``deploy_prototxt`` + magnitude Input + FlowAmplify after ``after_layer``) and
     ``out_caffemodel`` (every weight of ``caffemodel``; each layer with parameters must be in it, with its
     shapes). See ``amplified_prototxt`` for the arguments.
@@ -375,12 +359,8 @@ def insert_flow_amplify(deploy_prototxt, caffemodel, after_layer: str, out_proto
         raise SurgeryError(f"{path} is not a valid net prototxt: {err}") from err
     net = amplified_prototxt(deploy, after_layer, magnitude_shape, magnitude_top, flow_amplify_param)
     out_prototxt = Path(out_prototxt)
-    out_prototxt.parent.mkdir(parents=True, exist_ok=True)
     header = f"# {path.name} with FlowAmplify after {after_layer} (mfuse.surgery.insert_flow_amplify)\n"
-    handle, tmp = tempfile.mkstemp(dir=out_prototxt.parent, prefix=f".{out_prototxt.name}.")
-    with os.fdopen(handle, "w") as out:
-        out.write(header + text_format.MessageToString(net))
-    os.replace(tmp, out_prototxt)
+    write_atomic(out_prototxt, header + text_format.MessageToString(net))
     return transplant(out_prototxt, [WeightSource(str(caffemodel), required=True)], out_caffemodel)
 
 

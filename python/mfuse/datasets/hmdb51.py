@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import RecordCollector, SplitError, SplitProblem, VideoRecord, check_split_value, read_list
+from mfuse.conventions import SPLITS, check_split
+from mfuse.datasets.common import RecordCollector, SplitError, SplitProblem, VideoRecord, read_list
 
 NAME = "hmdb51"
 _FILE_PATTERN = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[1-3])\.txt$")
@@ -24,7 +25,7 @@ def _split_files(splits_dir: Path) -> dict[int, dict[str, Path]]:
     splits_dir = Path(splits_dir)
     if not splits_dir.is_dir():
         raise FileNotFoundError(f"HMDB51 splits directory not found: {splits_dir}")
-    files: dict[int, dict[str, Path]] = {1: {}, 2: {}, 3: {}}
+    files: dict[int, dict[str, Path]] = {k: {} for k in SPLITS}
     for path in splits_dir.iterdir():
         match = _FILE_PATTERN.match(path.name)
         if match and path.is_file():
@@ -55,7 +56,7 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
     Raises ``SplitError`` listing every bad line (bad flag, malformed line, a video listed twice in
     the split, missing video).
     """
-    check_split_value(split, subset)
+    check_split(split, subset)
     classes = load_classes(splits_dir)
     files = _split_files(splits_dir)[split]
     wanted = _FLAG_OF_SUBSET[subset]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import RecordCollector, SplitError, SplitProblem, VideoRecord, check_split_value, read_list
+from mfuse.conventions import check_split
+from mfuse.datasets.common import RecordCollector, SplitError, SplitProblem, VideoRecord, read_list
 
 NAME = "ucf101"
 
@@ -53,7 +54,7 @@ def load_classes(splits_dir: Path) -> list[str]:
 
 def split_file(splits_dir: Path, split: int, subset: str) -> Path:
     """``trainlist0{split}.txt`` or ``testlist0{split}.txt`` in ``splits_dir``."""
-    check_split_value(split, subset)
+    check_split(split, subset)
     return Path(splits_dir) / f"{subset}list0{split}.txt"
 
 

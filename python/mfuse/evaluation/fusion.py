@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import evaluate
-from .scores import ScoreSet
+from mfuse.evaluation.metrics import evaluate
+from mfuse.evaluation.scores import ScoreSet
 
 PAPER_FINAL_WEIGHTS = {"mfusion": 2.0, "spatial": 3.0, "temporal": 4.0}
 SEARCH_SUBSETS = ("val", "train")

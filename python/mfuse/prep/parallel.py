@@ -14,7 +14,8 @@ import multiprocessing
 import signal
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import cv2
 from tqdm import tqdm

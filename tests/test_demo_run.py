@@ -101,7 +101,7 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
 def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_path):
     import caffe
     from mfuse.evaluation.testing import Protocol, evaluate_net
-    from mfuse.prep.lmdb_store import open_frame_store
+    from mfuse.stores.reader import open_frame_store
 
     config, _ = quick_run
     seed = config.out / "seed1"
