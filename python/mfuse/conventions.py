@@ -63,15 +63,6 @@ START_BATCH_ENV = "MFUSE_DATA_START_BATCH"
 GLOG_LEVEL_ENV = "GLOG_minloglevel"
 
 
-def check_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
-    """``modalities`` as a tuple; ValueError unless they are distinct names among ``MODALITIES``."""
-    modalities = tuple(modalities)
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown or not modalities or len(set(modalities)) != len(modalities):
-        raise ValueError(f"modalities must be distinct names among {list(MODALITIES)}, got {list(modalities)}")
-    return modalities
-
-
 def input_channels(modality: str, stack_length: int = STACK_LENGTH) -> int:
     """Channels of a modality's net input: 3 (rgb, BGR), 2 * stack_length (flow x/y pairs), 1 (mag)."""
     channels = {"rgb": 3, "flow": 2 * stack_length, "mag": 1}
