@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from mfuse.conventions import CROP_SIZE, SUBSETS
+from mfuse.fileio import write_atomic
 
 INPUTS = {"spatial": ["rgb"], "spatial_amp": ["rgb", "mag"], "temporal": ["flow"], "fusion": ["rgb", "flow"]}
 
@@ -45,10 +46,9 @@ def main():
             loader.next_batch()
         seconds = time.perf_counter() - start
         results[net] = 32 * args.batches / seconds
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"bench": "data_layer_speed", "data": str(args.data), "crop_size": args.crop_size,
-                                    "batch": 32,
-                                    "samples_per_s_one_core": results}, indent=1))
+    write_atomic(args.out, json.dumps({"bench": "data_layer_speed", "data": str(args.data),
+                                       "crop_size": args.crop_size, "batch": 32,
+                                       "samples_per_s_one_core": results}, indent=1))
     print("| net inputs | samples/s (one core) |\n|---|---|")
     for net, rate in results.items():
         print(f"| {net} ({'+'.join(INPUTS[net])}) | {rate:.0f} |")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mfuse.conventions import GLOG_LEVEL_ENV
+from mfuse.fileio import write_atomic
 
 
 def parse_args():
@@ -76,8 +77,7 @@ def main():
               "videos_per_s": {name: 1.0 / value for name, value in rows.items()},
               "batched_speedup": rows["forward one crop at a time"] / rows["forward batched"],
               "decode_over_forward": rows["decode+crop"] / rows["forward batched"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_atomic(args.out, json.dumps(result, indent=1))
     print("| step | s / video | videos / s |\n|---|---|---|")
     for name, value in rows.items():
         print(f"| {name} | {value:.4f} | {1 / value:.2f} |")

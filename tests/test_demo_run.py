@@ -1,5 +1,5 @@
-"""The built-in main job: the synthetic layout parses with the real split parsers, and a --quick run makes
-every artifact."""
+"""The built-in main job (mfuse.demo.run): the synthetic layout parses with the real split parsers, and a --quick
+run makes every artifact."""
 import json
 import subprocess
 import sys
@@ -83,13 +83,13 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
     config, _ = quick_run
     seed = config.out / "seed1"
     outputs = {}
-    for net in ("spatial", "temporal"):
+    for net, crop_size in (("spatial", ["--crop-size", 48]), ("temporal", [])):  # default: the net's 48
         out = tmp_path / f"{net}.npz"
         report = run_tool(TOOLS / "test_net.py", "--deploy", seed / "prototxt" / f"{net}_deploy.prototxt",
                           "--weights", seed / "runs" / net / "snap_iter_6.caffemodel", "--data", config.out / "data",
-                          "--out", out, "--frames", 2, "--crops", "center", "--crop-size", 48)
+                          "--out", out, "--frames", 2, "--crops", "center", *crop_size)
         scores = load_scores(out)
-        assert scores.frame_scores.shape[1:3] == (2, 1)
+        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 48
         assert report["accuracy"] == pytest.approx(evaluate(scores).accuracy)
         outputs[net] = out
     fused = run_tool(TOOLS / "fuse_scores.py", f"spatial={outputs['spatial']}", f"temporal={outputs['temporal']}",

@@ -2,10 +2,9 @@
 import json
 from collections import Counter
 
+import caffe
 import numpy as np
 import pytest
-
-import caffe
 from caffe import layers as L
 
 from mfuse.layers.params import parse_param_str

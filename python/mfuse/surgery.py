@@ -16,9 +16,9 @@ source needs no prototxt; the target net is instantiated with pycaffe from its (
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import caffe
 import numpy as np

@@ -7,9 +7,9 @@ class indices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from collections.abc import Iterator
 
 from mfuse.conventions import check_split
 

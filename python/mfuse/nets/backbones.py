@@ -14,8 +14,8 @@ Spatial sizes for a crop of side S (Caffe rounds convolutions down and poolings 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from caffe import layers as L
 from caffe import params as P

@@ -13,9 +13,9 @@ Paths inside them (data source, ``net:``, ``snapshot_prefix``) are relative to t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Iterable
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import signal
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
-from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import cv2

@@ -19,10 +19,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
-from collections.abc import Sequence
 
 from mfuse.conventions import MODALITIES, SPLITS, STACK_LENGTH, STORAGES, SUBSETS
 from mfuse.datasets import VideoRecord, get_dataset, union_of_splits
