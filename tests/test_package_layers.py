@@ -7,6 +7,8 @@ the readers of prepared data never import the data preparation (they read frame 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -141,6 +143,21 @@ def test_the_checks_catch_a_circle_and_an_upward_import():
     assert find_cycle({"a": {"b": 1}, "b": {}}) is None
     assert stage_of("mfuse.demo.report") > stage_of("mfuse.evaluation.testing") > stage_of("mfuse.sampling.crops")
     assert stage_of("mfuse.stores.reader") < stage_of("mfuse.prep.lmdb_store") < stage_of("mfuse.layers.video_data")
+
+
+SUBPACKAGES = sorted(m for m, path in MODULES.items() if path.name == "__init__.py" and m != "mfuse")
+
+
+@pytest.mark.parametrize("package", SUBPACKAGES)
+def test_every_subpackage_re_exports_its_public_api(package):
+    module = importlib.import_module(package)
+    names = getattr(module, "__all__", None)
+    assert names, f"{package}/__init__.py has no __all__"
+    assert len(set(names)) == len(names)
+    for name in names:
+        value = getattr(module, name)   # AttributeError names what is missing
+        home = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        assert home is None or home == package or home.startswith(package + "."), f"{package}.{name}: {home}"
 
 
 def test_every_module_has_its_test_file():

@@ -143,7 +143,7 @@ def _shapes(arrays) -> str:
     return ", ".join("x".join(map(str, shape)) for shape in arrays)
 
 
-def _load_target(prototxt) -> "caffe.Net":
+def _load_target(prototxt) -> caffe.Net:
     path = Path(prototxt)
     if not path.is_file():
         raise SurgeryError(f"prototxt {path} does not exist")

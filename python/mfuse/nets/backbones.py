@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from caffe import layers as L
 from caffe import params as P
 
+from mfuse.conventions import CROP_SIZE
+
 #: Name of the classification layer of every stream net (not ``fc8``: ImageNet's fc8 has 1000 outputs).
 CLASSIFIER = "fc8_action"
 
@@ -157,11 +159,11 @@ BACKBONES: dict[str, Backbone] = {
             ConvStage("conv4", 512, 3, "relu4", pad=1),
             ConvStage("conv5", 512, 3, "relu5", pad=1, pool=Pool("pool5", 3, 2)),
         ),
-        fcs=_fcs(4096, 2048), crop_size=224, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN,
+        fcs=_fcs(4096, 2048), crop_size=CROP_SIZE, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN,
         fc_bias_filler=dict(type="constant", value=0.1)),
     # Simonyan and Zisserman 2015 (ICLR), configuration E, "VGG_ILSVRC_19_layers".
     "vgg19": Backbone(
-        name="vgg19", convs=_vgg19_convs(), fcs=_fcs(4096, 4096), crop_size=224, lrn=_lrn(),
+        name="vgg19", convs=_vgg19_convs(), fcs=_fcs(4096, 4096), crop_size=CROP_SIZE, lrn=_lrn(),
         conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN, fc_bias_filler=dict(type="constant", value=0.1)),
     # The CNN-M structure shrunk to train on 2 CPU cores in minutes, for the synthetic demo and the tests
     # (48 x 48 crops of the 64 x 48 synthetic frames).

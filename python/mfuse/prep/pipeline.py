@@ -5,7 +5,8 @@ Stages (each a plain function, each run on a process pool with a progress bar):
 - :func:`extract_videos`: every video of the chosen splits -> ``<out>/frames/<video_id>/`` (see
   :mod:`mfuse.prep.frames`); videos already complete with the same settings are skipped.
 - :func:`build_stores`: per (split, subset, modality) an LMDB database ``<out>/lmdb/<name>/`` and/or
-  a frame-folder index ``<out>/lists/<name>.json`` (see :mod:`mfuse.prep.lmdb_store`, read by :mod:`mfuse.stores.reader`).
+  a frame-folder index ``<out>/lists/<name>.json`` (see :mod:`mfuse.prep.lmdb_store`; read by
+  :mod:`mfuse.stores.reader`).
 
 :func:`prepare_dataset` runs both and returns a :class:`Summary`. Unusable videos are recorded in
 ``<out>/failures.tsv`` (``stage, video_id, path, reason``) and skipped; with ``shard=(i, n)`` only

@@ -1,8 +1,9 @@
 """Crops of a sample's images: the test-time 10 crops and centre crop, the training-time random crop.
 
-Test time (paper §5.2): four corners and the centre, each also mirrored: 10 crops per frame. Geometry and order follow ``caffe.io.oversample``: boxes at (top, left), (top, right), (bottom, left),
-(bottom, right) and the centre ``((H - h) // 2, (W - w) // 2)``, then the same five mirrored. ``mode="center"``
-gives the single unmirrored centre crop.
+Test time (paper §5.2): four corners and the centre, each also mirrored: 10 crops per frame. Geometry and
+order follow ``caffe.io.oversample``: boxes at (top, left), (top, right), (bottom, left), (bottom, right) and
+the centre ``((H - h) // 2, (W - w) // 2)``, then the same five mirrored. ``mode="center"`` gives the single
+unmirrored centre crop.
 
 All modalities of one sample share the crop boxes and flips (``crop_modalities``). Mirroring a flow image
 inverts its x component: quantised x channels become ``255 - q`` (``x_channels``, the even channels

@@ -4,8 +4,8 @@ Indices are 1-based, as the frame files (``img_00001.jpg``, ``flow_00001.jpg``).
 has ``N - 1`` flow and magnitude images; a sample at position ``t`` uses the flow stack ``t .. t+L-1``
 (``L = stack_length``, 10 in the paper), which must end at or before ``N - 1``, so ``1 <= t <= N - L``.
 
-Testing (:func:`sample_positions`: 25 equally spaced frames per video). Authors' rule: ``gap = floor((N - L) / 25)`` and positions ``t_i = 1 + i * gap`` for ``i = 0 .. 24``.
-Short videos, where ``gap`` would be 0 (``N - L < 25``): the positions are ``round(linspace(1, N - L, 25))``,
+Testing (:func:`sample_positions`: 25 equally spaced frames per video). Authors' rule: ``gap = floor((N - L)
+/ 25)`` and positions ``t_i = 1 + i * gap`` for ``i = 0 .. 24``. Short videos, where ``gap`` would be 0 (``N - L < 25``): the positions are ``round(linspace(1, N - L, 25))``,
 still 25 of them, some repeated, so every video is scored by the same number of samples. Videos with no
 full stack (``N - L < 1``): every position is 1, and ``flow_stack_indices`` repeats the last flow image to
 fill the stack (the same clamping the data layer applies to ``short_for_stack`` videos).

@@ -21,6 +21,6 @@ from mfuse.synthetic.classes import (APPEARANCE_CONFUSED, BINDING_CONFUSED, CLAS
 from mfuse.synthetic.generator import SyntheticConfig, SyntheticDataset, generate, plan_videos, render_video
 from mfuse.synthetic.layout import HMDB51_SPLIT_DIR, LAYOUTS, UCF101_LIST_DIR, SyntheticVideo, groups_tested
 
-__all__ = ["APPEARANCE_CONFUSED", "BINDING_CONFUSED", "CLASSES", "MOTION_CONFUSED", "ActionClass",
-           "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "class_names", "generate", "plan_videos",
-           "render_video", "groups_tested", "HMDB51_SPLIT_DIR", "LAYOUTS", "UCF101_LIST_DIR"]
+__all__ = ["APPEARANCE_CONFUSED", "BINDING_CONFUSED", "CLASSES", "HMDB51_SPLIT_DIR", "LAYOUTS", "MOTION_CONFUSED",
+           "UCF101_LIST_DIR", "ActionClass", "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "class_names",
+           "generate", "groups_tested", "plan_videos", "render_video"]
