@@ -53,7 +53,7 @@ def test_same_seed_same_batches_other_seed_other_batches(data_root):
 def video_ids_of_one_epoch(loader):
     ids = []
     while loader.epoch == 0:
-        ids.append(loader._video(loader.sample_index)[0])
+        ids.append(loader.video_of(loader.sample_index)[0])
         loader.next_batch()
     return ids
 
