@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mfuse.evaluation.scores import load_scores
-from mfuse.evaluation.testing import Protocol, evaluate_net, net_geometry, protocol_for, video_crops
+from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, net_geometry, protocol_crops,
+                                      protocol_for, score_videos, video_crops)
 from mfuse.sampling import InputGeometry, sample_positions
 from mfuse.stores.reader import open_frame_stores
 
@@ -71,3 +72,21 @@ def test_test_net_cli_refuses_a_crop_size_the_deploy_net_does_not_take(tmp_path)
     assert result.stderr.strip() == \
         f"error: crop size 224 disagrees with {deploy}, whose inputs are 48x48"
     assert not (tmp_path / "s.npz").exists()
+
+
+@pytest.mark.parametrize("workers, max_batch", [(0, 250), (0, 7), (2, 250), (2, 1)])
+def test_batched_scoring_equals_one_forward_per_video(tiny_data_root, load_net, workers, max_batch):
+    """Crops made by workers and converted into the input blobs in chunks (7 straddles the frames' 10 crops)
+    score exactly as the float crops of video_crops run in one forward."""
+    net = load_net(str(TINY / "temporal_deploy.prototxt"), fast=False)
+    stores = open_frame_stores(tiny_data_root, 1, "test", ["flow"])
+    videos = stores["flow"].index.videos[:3]
+    protocol = protocol_for(Protocol(frames=3, max_batch=max_batch), net_geometry(net))
+    output = "fc8_action"                                   # the logits: they differ clearly between crops
+    got = list(score_videos(net, protocol_crops(stores, videos, protocol), protocol, output, workers))
+    for video, scores in zip(videos, got):
+        crops = video_crops(stores, video.video_id, video.num_frames + 1, protocol)
+        expected = forward_crops(net, crops, output, 250)
+        assert scores.shape == (30, expected.shape[1])
+        np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert len(got) == 3

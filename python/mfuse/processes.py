@@ -70,6 +70,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_workers(shares: int = 1) -> int:
+    """Workers for one of ``shares`` consumers on this machine: the usable cores but one (for the consumer's own
+    thread), divided by ``shares`` (e.g. the ranks of a multi-GPU run), at least one."""
+    return max(1, (usable_cores() - 1) // shares)
+
+
 def python_executable() -> str:
     """A Python interpreter of this interpreter's version, to start workers with.
 

@@ -46,13 +46,10 @@ import numpy as np
 from mfuse.conventions import (CROP_SIZE, FLOW_MEAN, MODALITIES, RGB_MEAN, SPLITS, STACK_LENGTH, START_BATCH_ENV,
                                STORAGES, SUBSETS, input_channels)
 from mfuse.layers.params import REQUIRED, Param, parse_param_str
-from mfuse.processes import ParallelProducer, usable_cores
+from mfuse.processes import ParallelProducer, default_workers
 from mfuse.sampling import ClipSpec
-from mfuse.sampling.batches import LABEL, TrainBatches, to_net_inputs
+from mfuse.sampling.batches import LABEL, TrainBatches, input_threads, to_net_inputs
 from mfuse.stores.reader import open_frame_stores
-
-#: Threads converting a batch to float32 in the net's process (when workers make the batches).
-INPUT_THREADS = 8
 
 SCHEMA = {
     "source": Param(REQUIRED, str),
@@ -147,9 +144,7 @@ def open_stores(params: Mapping[str, object]) -> dict[str, object]:
 def worker_count(params: Mapping[str, object]) -> int:
     """The ``workers`` of a validated param_str, ``-1`` resolved: the usable cores but one (for the net's own
     thread), shared by the ``num_ranks`` ranks, at least one."""
-    if params["workers"] >= 0:
-        return params["workers"]
-    return max(1, (usable_cores() - 1) // params["num_ranks"])
+    return params["workers"] if params["workers"] >= 0 else default_workers(params["num_ranks"])
 
 
 def loader_from_params(params: Mapping[str, object], start_batch: int = 0) -> VideoBatchLoader:
@@ -157,7 +152,7 @@ def loader_from_params(params: Mapping[str, object], start_batch: int = 0) -> Vi
     means = {"rgb": params["rgb_mean"], "flow": params["flow_mean"], "mag": None}
     spec = ClipSpec(tuple(params["modalities"]), params["new_length"], params["crop_size"], means)
     workers = worker_count(params)
-    threads = min(INPUT_THREADS, usable_cores()) if workers else 1
+    threads = input_threads() if workers else 1
     return VideoBatchLoader(open_stores(params), spec, params["batch_size"], params["shuffle"],
                             params["mirror"], params["seed"], params["rank"], params["num_ranks"], start_batch,
                             workers, params["prefetch"], threads)

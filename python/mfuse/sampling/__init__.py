@@ -9,7 +9,8 @@
 """
 from __future__ import annotations
 
-from mfuse.sampling.batches import LABEL, ProtocolCrops, TrainBatches, to_net_inputs
+from mfuse.sampling.batches import (INPUT_THREADS, LABEL, ProtocolCrops, TrainBatches, input_threads,
+                                    to_net_inputs)
 from mfuse.sampling.clips import (ClipSpec, common_videos, cut_crops, epoch_order, frame_images, make_sample,
                                   make_sample_uint8, read_images, sample_box)
 from mfuse.sampling.crops import (FLOW_X_CHANNELS, CropBox, choose_crop, crop_boxes, crop_flow_images, crop_image,
@@ -19,9 +20,9 @@ from mfuse.sampling.geometry import InputGeometry
 from mfuse.sampling.positions import (NUM_TEST_SAMPLES, flow_stack_indices, frame_range, rgb_index,
                                       sample_positions, train_position)
 
-__all__ = ["FLOW_X_CHANNELS", "LABEL", "NUM_TEST_SAMPLES", "ClipSpec", "CropBox", "InputGeometry", "ProtocolCrops",
-           "TrainBatches", "choose_crop", "common_videos", "crop_boxes", "crop_flow_images", "crop_image",
-           "crop_modalities", "crop_uint8", "cut_crops", "epoch_order", "flow_stack_indices", "flow_x_channels",
-           "frame_images", "frame_range", "make_sample", "make_sample_uint8", "normalize", "read_images",
-           "rgb_index", "sample_box", "sample_positions", "split_flow_image", "stack_flow", "to_net_inputs",
-           "train_position"]
+__all__ = ["FLOW_X_CHANNELS", "INPUT_THREADS", "LABEL", "NUM_TEST_SAMPLES", "ClipSpec", "CropBox", "InputGeometry",
+           "ProtocolCrops", "TrainBatches", "choose_crop", "common_videos", "crop_boxes", "crop_flow_images",
+           "crop_image", "crop_modalities", "crop_uint8", "cut_crops", "epoch_order", "flow_stack_indices",
+           "flow_x_channels", "frame_images", "frame_range", "input_threads", "make_sample", "make_sample_uint8",
+           "normalize", "read_images", "rgb_index", "sample_box", "sample_positions", "split_flow_image",
+           "stack_flow", "to_net_inputs", "train_position"]

@@ -19,11 +19,19 @@ from concurrent.futures import Executor
 import numpy as np
 
 from mfuse.conventions import input_channels
+from mfuse.processes import usable_cores
 from mfuse.sampling.clips import ClipSpec, common_videos, cut_crops, epoch_order, make_sample_uint8, read_images
 from mfuse.sampling.crops import crop_boxes, normalize
 from mfuse.sampling.positions import rgb_index, sample_positions
 
 LABEL = "label"
+#: Most threads converting uint8 crops to net inputs in the net's process (:func:`to_net_inputs`).
+INPUT_THREADS = 8
+
+
+def input_threads() -> int:
+    """Threads for :func:`to_net_inputs`: ``INPUT_THREADS``, or the usable cores when there are fewer."""
+    return min(INPUT_THREADS, usable_cores())
 
 
 class TrainBatches:
