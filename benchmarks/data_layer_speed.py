@@ -9,7 +9,9 @@ converted to float32 as the layer's forward does (into one reused buffer, as int
 the batches, so the rate is what the loader can deliver; ``main ms`` is the time per batch the net's process
 spends (waiting + converting), ``convert ms`` the conversion alone (with the layer's conversion threads: the
 part of a training pass that no number of workers removes). ``workers 0`` makes each batch in the calling
-thread (the cost one core pays per batch).
+thread (the cost one core pays per batch). ``CPU ms / sample`` adds the CPU time of this process and of the
+workers over the timed batches: on a machine whose cores are busy with other work the wall-clock rate cannot
+show the scaling, the CPU cost per sample can (n free cores deliver about n / that samples per ms).
 """
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ def parse_args():
     return parser.parse_args()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(args, net: str, workers: int) -> dict:
     import numpy as np
 
@@ -51,10 +59,12 @@ def measure(args, net: str, workers: int) -> dict:
     loader = loader_from_params(params)
     try:
         out = loader.next_batch()                                  # starts the workers
+        cpu = time.process_time() + sum(map(process_cpu_seconds, loader.worker_pids))
         start = time.perf_counter()
         for _ in range(args.batches):
             loader.next_batch(out=out)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() + sum(map(process_cpu_seconds, loader.worker_pids)) - cpu
         item = {name: np.zeros(shape, dtype) for name, (shape, dtype) in loader.batches.layout().items()}
         convert = time.perf_counter()
         for _ in range(5):
@@ -64,6 +74,7 @@ def measure(args, net: str, workers: int) -> dict:
         loader.close()
     return {"net": net, "modalities": INPUTS[net], "workers": workers, "batch": args.batch,
             "samples_per_s": args.batch * args.batches / seconds, "main_ms_per_batch": seconds / args.batches * 1000,
+            "cpu_ms_per_sample": cpu / (args.batch * args.batches) * 1000,
             "convert_ms": convert_ms, "convert_threads": loader.threads}
 
 
@@ -75,10 +86,12 @@ def main():
                                        "batch": args.batch, "cores": len(os.sched_getaffinity(0)),
                                        "cpu": platform.processor() or platform.machine(), "records": records},
                                       indent=1))
-    print("| net inputs | workers | samples/s | main ms / batch | convert ms (threads) |\n|---|---|---|---|---|")
+    print("| net inputs | workers | samples/s | CPU ms / sample (all processes) | main ms / batch | "
+          "convert ms (threads) |\n|---|---|---|---|---|---|")
     for r in records:
         print(f"| {r['net']} ({'+'.join(r['modalities'])}) | {r['workers']} | {r['samples_per_s']:.0f} | "
-              f"{r['main_ms_per_batch']:.1f} | {r['convert_ms']:.1f} ({r['convert_threads']}) |")
+              f"{r['cpu_ms_per_sample']:.2f} | {r['main_ms_per_batch']:.1f} | {r['convert_ms']:.1f} "
+              f"({r['convert_threads']}) |")
 
 
 if __name__ == "__main__":

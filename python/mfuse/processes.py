@@ -188,6 +188,11 @@ class ParallelProducer:
         for index in range(start, start + workers * depth):
             self._submit(index)
 
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers (empty without workers)."""
+        return [proc.pid for proc in self._procs] if self.workers else []
+
     def _worker_and_slot(self, index: int) -> tuple[int, int]:
         offset = index - self._start
         worker = offset % self.workers

@@ -95,8 +95,8 @@ class VideoBatchLoader:
         self.batches = TrainBatches(stores, spec, batch_size, shuffle, mirror, seed, rank, num_ranks)
         self.spec, self.batch_size, self.workers = spec, batch_size, workers
         self.videos, self.per_epoch = self.batches.videos, self.batches.per_epoch
-        depth = max(2, -(-prefetch // workers)) if workers else 1
-        self._source = ParallelProducer(self.batches, start_batch, None, workers, depth, "VideoDataLayer")
+        self.depth = max(2, -(-prefetch // workers)) if workers else 1
+        self._source = ParallelProducer(self.batches, start_batch, None, workers, self.depth, "VideoDataLayer")
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mfuse-inputs") if threads > 1 else None
 
@@ -109,6 +109,11 @@ class VideoBatchLoader:
     def epoch(self) -> int:
         """The epoch the next sample belongs to."""
         return self.sample_index // self.per_epoch
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers."""
+        return self._source.pids
 
     def video_of(self, index: int) -> tuple[str, int, dict[str, int]]:
         """``(video_id, label, {modality: images})`` of sample ``index``."""
