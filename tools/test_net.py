@@ -33,7 +33,7 @@ def parse_args():
                         help="pair the RGB frame with the middle of the flow stack (the authors' fusion test)")
     parser.add_argument("--max-batch", type=int, default=250, help="crops per forward pass")
     parser.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
-    parser.add_argument("--workers", type=int, default=2, help="decoding threads")
+    parser.add_argument("--workers", type=int, help="decoding processes (default: the usable cores but one)")
     return parser.parse_args()
 
 

@@ -127,6 +127,8 @@ def score_videos(net, crops: ProtocolCrops, protocol: Protocol, output: str, wor
     into the net's input blobs, and the net runs whenever ``protocol.max_batch`` crops (or a video's last ones)
     are in.
     """
+    if not len(crops):
+        return
     workers = default_workers() if workers is None else workers
     threads = input_threads()
     per_video = protocol.frames * crops.crops_per_frame
