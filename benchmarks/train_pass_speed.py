@@ -11,6 +11,7 @@ net as committed (``DummyData`` inputs, constant, on the device after the first 
 no solver update); the time is the wall time of ``--iters`` iterations (the last one waited for) divided by
 their number, after ``--warmup`` iterations and, for the real data, as many more as the loader holds ready
 (workers x slots), so that no batch made before the timing is counted. ``ratio`` = real / DummyData.
+Runs with an older mfuse too (without ``workers``), for a before/after on the same machine.
 """
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def real_data_net(dummy_path: Path, data: Path, workers: int, out_path: Path) ->
     modalities = [blobs[top] for top in tops[:-1]]
     shape = layer.dummy_data_param.shape[0].dim
     param_str = {"source": str(data), "split": 1, "subset": "train", "modalities": modalities,
-                 "batch_size": int(shape[0]), "crop_size": int(shape[-1]), "new_length": STACK_LENGTH,
-                 "workers": workers}
+                 "batch_size": int(shape[0]), "crop_size": int(shape[-1]), "new_length": STACK_LENGTH}
+    if workers != -1:              # left to the layer's default otherwise (also: layers without the key)
+        param_str["workers"] = workers
     layer.Clear()
     layer.name, layer.type = "data", "Python"
     layer.top.extend(tops)
@@ -71,7 +73,7 @@ def time_net(path: Path, iters: int, warmup: int) -> dict:
     data = net.layers[0]
     loader = getattr(data, "loader", None)
     if loader is not None:
-        warmup += loader.workers * loader.depth
+        warmup += getattr(loader, "workers", 0) * getattr(loader, "depth", 0)
     for _ in range(warmup):
         net.forward()
         net.backward()
@@ -85,8 +87,9 @@ def time_net(path: Path, iters: int, warmup: int) -> dict:
     seconds = (time.perf_counter() - start) / iters
     record = {"ms_per_iter": seconds * 1000, "iters": iters, "warmup": warmup}
     if loader is not None:
-        record.update(workers=loader.workers, slots_per_worker=loader.depth, convert_threads=loader.threads)
-        loader.close()
+        record.update(workers=getattr(loader, "workers", None), slots_per_worker=getattr(loader, "depth", None),
+                      convert_threads=getattr(loader, "threads", None))
+        getattr(loader, "close", lambda: None)()
     del net
     return record
 
