@@ -108,7 +108,11 @@ def main():
         print(json.dumps(records[-1]), flush=True)
         del model
         torch.cuda.empty_cache()
-    write_atomic(args.out, json.dumps({"bench": "eval_speed", "framework": "torch", "environment": environment(),
+    try:
+        env = environment()
+    except RuntimeError as error:          # e.g. a cuDNN on LD_LIBRARY_PATH older than PyTorch's
+        env = {"error": str(error)}
+    write_atomic(args.out, json.dumps({"bench": "eval_speed", "framework": "torch", "environment": env,
                                        "workers": workers, "cores": len(os.sched_getaffinity(0)),
                                        "videos": args.videos, "records": records}, indent=1))
     print("| precision | pipeline videos/s | forward only videos/s |\n|---|---|---|")

@@ -64,6 +64,8 @@ for engine in $ENGINES; do
       --data "$DATA" --gpu 0 --videos 3 --pipeline-videos 20 --out "$RESULTS/eval_caffe_${engine}_tf32_$tf32.json"
   done
 done
-step python3 benchmarks/eval_speed_torch.py --data "$DATA" --videos 20 --out "$RESULTS/eval_torch.json"
+# Without the bundle's library path: it holds the toolkit's cuDNN, older than the one PyTorch bundles.
+step env -u LD_LIBRARY_PATH python3 benchmarks/eval_speed_torch.py --data "$DATA" --videos 20 \
+  --out "$RESULTS/eval_torch.json"
 log "done"
 grep -h "^|" "$OUT/log.txt" | tail -40
