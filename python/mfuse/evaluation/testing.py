@@ -1,32 +1,37 @@
 """The paper's test protocol in pycaffe (§5.2): 25 equally spaced frames x 10 crops per video, all crops of a
 video in one batched forward, scores averaged.
 
-The net's inputs say which modalities it needs: ``data_rgb`` (B x 3 x c x c), ``data_flow`` (B x 2L x c x c),
-``data_mag`` (B x 1 x c x c), as the deploy prototxts of ``prototxt/`` declare them. The output blob (default:
+The net's inputs say which modalities it needs, the crop side and the flow stack length: ``data_rgb``
+(B x 3 x c x c), ``data_flow`` (B x 2L x c x c), ``data_mag`` (B x 1 x c x c), as the deploy prototxts of
+``prototxt/`` declare them (:class:`mfuse.sampling.InputGeometry`). A protocol that leaves the crop size open
+takes the net's; one that disagrees with the net is refused (:func:`protocol_for`). The output blob (default:
 the net's last blob) is a softmax, or logits that are softmaxed here (``apply_softmax``).
 
-Decoding and cropping of the next videos run in worker threads while the net runs (JPEG decoding releases
-the GIL). Progress is kept in ``<out>.partial.npz`` every ``checkpoint_every`` videos, so an interrupted run
-resumes where it stopped; the final score file is written atomically (see ``scores.save_scores``).
+Decoding and cropping of the next frames run in worker processes while the net runs (:func:`score_videos`;
+threads would not overlap the net: pycaffe holds the GIL during ``forward``), as uint8; the crops are converted
+to float32 minus the mean straight into the net's input blobs. Progress is kept in ``<out>.partial.npz`` every
+``checkpoint_every`` videos, so an interrupted run resumes where it stopped, provided net, weights, data and
+protocol are the same (:mod:`mfuse.evaluation.resume`); the final score file is written atomically (see
+``scores.save_scores``).
 """
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from tqdm import tqdm
 
-from .aggregate import ScoreCollector, softmax
-from .crops import FLOW_MEAN, FLOW_X_CHANNELS, RGB_MEAN, crop_modalities, stack_flow
-from .sampling import STACK_LENGTH, flow_stack_indices, rgb_index, sample_positions
-from .scores import ScoreSet, save_scores
-
-INPUT_BLOBS = {"rgb": "data_rgb", "flow": "data_flow", "mag": "data_mag"}
+from mfuse.conventions import INPUT_BLOBS, MEANS, STACK_LENGTH
+from mfuse.evaluation.aggregate import softmax
+from mfuse.evaluation.resume import PartialScores, run_identity
+from mfuse.evaluation.scores import ScoreSet, save_scores
+from mfuse.processes import ParallelProducer, default_workers
+from mfuse.sampling import InputGeometry, ProtocolCrops, input_threads, normalize, to_net_inputs
+from mfuse.stores.format import rgb_frame_count
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class Protocol:
     Args:
         frames: sampled positions per video (25 in the paper).
         crop_mode: ``ten`` (4 corners + centre, each mirrored) or ``center``.
-        crop_size: crop side (the net's input size).
+        crop_size: crop side; None takes the net's input size (:func:`protocol_for`).
         stack_length: flow images per stack (L).
         rgb_at_stack_centre: pair the RGB frame with the middle of the flow stack (the authors' fusion
             test) instead of its first frame (the training convention of the data layer).
@@ -45,35 +50,67 @@ class Protocol:
     """
     frames: int = 25
     crop_mode: str = "ten"
-    crop_size: int = 224
+    crop_size: int | None = None
     stack_length: int = STACK_LENGTH
     rgb_at_stack_centre: bool = False
     max_batch: int = 250
-    means: Mapping[str, object] = field(default_factory=lambda: {"rgb": RGB_MEAN, "flow": FLOW_MEAN, "mag": None})
+    means: Mapping[str, object] = field(default_factory=lambda: dict(MEANS))
+
+    @property
+    def crops_per_frame(self) -> int:
+        return 10 if self.crop_mode == "ten" else 1
+
+
+def protocol_for(protocol: Protocol, geometry: InputGeometry, source: str = "the net") -> Protocol:
+    """``protocol`` with the net's crop size filled in; ValueError (one line, naming ``source``) when its crop
+    size or stack length disagrees with the net's inputs."""
+    if protocol.crop_size is None:
+        protocol = replace(protocol, crop_size=geometry.crop_size)
+    elif protocol.crop_size != geometry.crop_size:
+        raise ValueError(f"crop size {protocol.crop_size} disagrees with {source}, whose inputs are "
+                         f"{geometry.crop_size}x{geometry.crop_size}")
+    if geometry.stack_length is not None and protocol.stack_length != geometry.stack_length:
+        raise ValueError(f"stack length {protocol.stack_length} disagrees with {source}, whose flow input "
+                         f"holds {geometry.stack_length} x/y pairs")
+    return protocol
 
 
 def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
     """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu``; without ``weights`` the
-    prototxt's fillers initialise it (for timing)."""
+    prototxt's fillers initialise it (for timing).
+
+    Raises:
+        mfuse.surgery.SurgeryError: ``weights`` lacks a layer of the net that has parameters (Caffe would test
+            its random fillers) or its shapes differ, naming the layers; or it is not a caffemodel.
+    """
     import caffe
+
+    from mfuse.surgery import check_weights
 
     if gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
-    if weights is None:
-        return caffe.Net(str(deploy), caffe.TEST)
-    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net = caffe.Net(str(deploy), caffe.TEST)
+    if weights is not None:
+        check_weights(net, weights, str(deploy))
+        net.copy_from(str(weights))
+    return net
 
 
-def net_modalities(net) -> list[str]:
-    """The modalities a pycaffe net takes, from its input blob names (in ``rgb, flow, mag`` order)."""
-    names = [m for m, blob in INPUT_BLOBS.items() if blob in net.inputs]
-    unknown = [b for b in net.inputs if b not in INPUT_BLOBS.values()]
-    if not names or unknown:
-        raise ValueError(f"net inputs {list(net.inputs)} must be among {list(INPUT_BLOBS.values())}")
-    return names
+def net_geometry(net, source: str = "the net") -> InputGeometry:
+    """The input geometry of a pycaffe net, from its input blobs (see :class:`mfuse.sampling.InputGeometry`)."""
+    return InputGeometry.from_blob_shapes({name: net.blobs[name].data.shape for name in net.inputs}, source)
+
+
+def protocol_crops(stores: Mapping[str, object], videos, protocol: Protocol) -> ProtocolCrops:
+    """The crops of ``videos`` (``[VideoEntry]`` of ``stores``' first modality) under ``protocol``, one sampled
+    frame per item (:class:`mfuse.sampling.ProtocolCrops`)."""
+    reference = next(iter(stores.values())).modality
+    return ProtocolCrops(stores, [(v.video_id, rgb_frame_count(reference, v.num_frames)) for v in videos],
+                         protocol.frames, protocol.crop_mode, protocol.crop_size, protocol.stack_length,
+                         protocol.rgb_at_stack_centre)
 
 
 def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, protocol: Protocol
@@ -82,22 +119,69 @@ def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, pr
 
     ``num_frames``: the video's RGB frame count N (flow and mag have N - 1 images).
     """
+    crops = ProtocolCrops(stores, [(video_id, num_frames)], protocol.frames, protocol.crop_mode, protocol.crop_size,
+                          protocol.stack_length, protocol.rgb_at_stack_centre)
+    item = {name: np.empty(shape, dtype) for name, (shape, dtype) in crops.layout().items()}
     per_frame = []
-    for t in sample_positions(num_frames, protocol.frames, protocol.stack_length):
-        images = {}
-        for name, store in stores.items():
-            if name == "flow":
-                numbers = flow_stack_indices(int(t), num_frames - 1, protocol.stack_length)
-                images[name] = stack_flow([store.get_image(video_id, int(k)) for k in numbers])
-            elif name == "rgb":
-                images[name] = store.get_image(
-                    video_id, rgb_index(int(t), num_frames, protocol.stack_length, protocol.rgb_at_stack_centre))
-            else:
-                images[name] = store.get_image(video_id, int(t))
-        per_frame.append(crop_modalities(images, protocol.crop_size, protocol.crop_mode,
-                                         means={m: protocol.means[m] for m in images},
-                                         x_channels={"flow": FLOW_X_CHANNELS} if "flow" in images else None))
-    return {name: np.concatenate([crops[name] for crops in per_frame]) for name in stores}
+    for frame in range(protocol.frames):
+        crops.fill(frame, item)
+        per_frame.append({name: normalize(array, protocol.means[name]) for name, array in item.items()})
+    return {name: np.concatenate([frame[name] for frame in per_frame]) for name in stores}
+
+
+def score_videos(net, crops: ProtocolCrops, protocol: Protocol, output: str, workers: int | None = None
+                 ) -> Iterator[np.ndarray]:
+    """The net's outputs for every video of ``crops``, in order: ``(frames * crops_per_frame, K)`` per video.
+
+    ``workers`` processes (None: the usable cores but one; 0: this thread) decode and crop the sampled frames
+    ahead (:class:`mfuse.processes.ParallelProducer`); here each frame's uint8 crops are converted straight
+    into the net's input blobs, and the net runs whenever ``protocol.max_batch`` crops (or a video's last ones)
+    are in.
+    """
+    if not len(crops):
+        return
+    workers = default_workers() if workers is None else workers
+    threads = input_threads()
+    per_video = protocol.frames * crops.crops_per_frame
+    with ParallelProducer(crops, 0, len(crops), workers, depth=4, name="test crops") as source, \
+            ThreadPoolExecutor(threads, thread_name_prefix="mfuse-inputs") as pool:
+        for _ in range(len(crops.videos)):
+            yield _forward_video(net, source, per_video, protocol, output, pool, threads)
+
+
+def _forward_video(net, source: ParallelProducer, per_video: int, protocol: Protocol, output: str,
+                   pool: ThreadPoolExecutor, threads: int) -> np.ndarray:
+    """One video's outputs ``(per_video, K)``: its frames' crops from ``source``, in chunks of ``max_batch``."""
+    outputs, done, row, chunk, blobs = [], 0, 0, 0, {}
+    for _ in range(protocol.frames):
+        item = source.get()
+        start, count = 0, len(next(iter(item.values())))
+        while start < count:
+            if row == 0:
+                chunk = min(protocol.max_batch, per_video - done)
+                blobs = _input_blobs(net, item, chunk)
+            take = min(count - start, chunk - row)
+            to_net_inputs(item, protocol.means, blobs, pool, threads, slice(start, start + take),
+                          slice(row, row + take))
+            start, row = start + take, row + take
+            if row == chunk:
+                result = net.forward(blobs=[output])
+                outputs.append(np.array(result[output]).reshape(chunk, -1))
+                done, row = done + chunk, 0
+    return np.concatenate(outputs)
+
+
+def _input_blobs(net, item: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """``{modality: input blob data}`` with ``rows`` crops of the item's shape (reshaping the net if needed)."""
+    changed = False
+    for name, array in item.items():
+        blob = net.blobs[INPUT_BLOBS[name]]
+        if blob.data.shape != (rows,) + array.shape[1:]:
+            blob.reshape(rows, *array.shape[1:])
+            changed = True
+    if changed:
+        net.reshape()
+    return {name: net.blobs[INPUT_BLOBS[name]].data for name in item}
 
 
 def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: int) -> np.ndarray:
@@ -116,38 +200,26 @@ def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: 
     return np.concatenate(outputs)
 
 
-def _load_partial(path: Path, num_classes: int) -> tuple[ScoreCollector, set[str]]:
-    collector = ScoreCollector(num_classes)
-    if not path.exists():
-        return collector, set()
-    with np.load(path, allow_pickle=False) as data:
-        for video_id, label, frame_scores in zip(data["video_ids"], data["labels"], data["frame_scores"]):
-            collector.add(str(video_id), int(label), frame_scores.astype(np.float64))
-    return collector, set(collector.video_ids)
-
-
-def _save_partial(path: Path, collector: ScoreCollector) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **collector.snapshot())
-    os.replace(tmp, path)
-
-
 def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, protocol: Protocol = Protocol(),
-                 output: str | None = None, apply_softmax: bool | None = None, workers: int = 2,
+                 output: str | None = None, apply_softmax: bool | None = None, workers: int | None = None,
                  checkpoint_every: int = 20, progress: bool = True) -> ScoreSet:
     """Runs the protocol over every video of the stores and writes the score file ``out_path``.
 
     Args:
         net: a pycaffe ``caffe.Net`` in TEST phase (deploy prototxt + weights).
-        stores: ``{modality: frame store}`` for the modalities of :func:`net_modalities` (test subset).
+        stores: ``{modality: frame store}`` for the modalities of :func:`net_geometry` (test subset).
+        protocol: the test settings; its crop size (None: the net's) and stack length must fit the net.
         meta: recorded in the score file; needs ``split`` and ``subset`` (plus e.g. net, weights, dataset).
         output: output blob (default: the net's last blob).
         apply_softmax: softmax the outputs (default: unless the last layer is a Softmax).
-        workers: threads decoding and cropping ahead of the net.
+        workers: processes decoding and cropping ahead of the net (None: the usable cores but one; 0: none,
+            this thread does it); see :func:`score_videos`.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    modalities = net_modalities(net)
+    geometry = net_geometry(net)
+    protocol = protocol_for(protocol, geometry)
+    modalities = geometry.modalities
     missing = [m for m in modalities if m not in stores]
     if missing:
         raise ValueError(f"the net needs {modalities}; no store given for {missing}")
@@ -157,36 +229,26 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
         apply_softmax = net.layers[-1].type != "Softmax"
     reference = stores[modalities[0]].index
     num_classes = len(reference.classes)
-    partial = out_path.with_name(out_path.name + ".partial.npz")
-    collector, done = _load_partial(partial, num_classes)
+    partial = PartialScores(out_path, run_identity(net, meta, protocol, output, apply_softmax))
+    collector = partial.load(num_classes)
+    done = set(collector.video_ids)
     todo = [v for v in sorted(reference.videos, key=lambda v: v.video_id) if v.video_id not in done]
 
-    def num_rgb_frames(video) -> int:
-        # rgb stores count N frames, flow/mag stores N - 1 images.
-        return video.num_frames if reference.modality == "rgb" else video.num_frames + 1
-
-    def prepare(video):
-        return video_crops(stores, video.video_id, num_rgb_frames(video), protocol)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = [pool.submit(prepare, v) for v in todo[:workers + 1]]
-        for i, video in enumerate(tqdm(todo, desc=f"test {out_path.stem}", unit="video", disable=not progress)):
-            crops = pending[i].result()
-            if i + workers + 1 < len(todo):
-                pending.append(pool.submit(prepare, todo[i + workers + 1]))
-            pending[i] = None
-            scores = forward_crops(net, crops, output, protocol.max_batch)
-            if scores.shape[1] != num_classes:
-                raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
-            probs = softmax(scores) if apply_softmax else scores
-            crops_per_frame = 10 if protocol.crop_mode == "ten" else 1
-            collector.add(video.video_id, video.label, probs.reshape(protocol.frames, crops_per_frame, -1))
-            if (i + 1) % checkpoint_every == 0:
-                _save_partial(partial, collector)
+    crops = protocol_crops(stores, todo, protocol)
+    outputs = score_videos(net, crops, protocol, output, workers)
+    for i, (video, scores) in enumerate(tqdm(zip(todo, outputs), total=len(todo), desc=f"test {out_path.stem}",
+                                             unit="video", disable=not progress)):
+        if scores.shape[1] != num_classes:
+            raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
+        probs = softmax(scores) if apply_softmax else scores
+        collector.add(video.video_id, video.label, probs.reshape(protocol.frames, protocol.crops_per_frame, -1))
+        if (i + 1) % checkpoint_every == 0:
+            partial.save(collector)
+    outputs.close()
     meta = {**meta, "protocol": {"frames": protocol.frames, "crop_mode": protocol.crop_mode,
                                  "crop_size": protocol.crop_size, "stack_length": protocol.stack_length,
                                  "rgb_at_stack_centre": protocol.rgb_at_stack_centre}}
     score_set = collector.result(json.loads(json.dumps(meta)))
     save_scores(out_path, score_set)
-    partial.unlink(missing_ok=True)
+    partial.remove()
     return score_set
