@@ -274,9 +274,11 @@ def before_after_section(before, after):
                      fmt(record["total_ms"], 3), fmt(ratio(get(old, "total_ms"), record["total_ms"])) + "×", "–"])
     if not rows:
         return ""
-    return "\n".join(["## Before / after (the earlier build's layer_bench in the same run)",
+    return "\n".join(["## Before / after (an earlier build's layer_bench, the records of --before)",
                       table(["layer", "before ms", "after ms", "speed-up", "MiB before / after"], rows), "",
-                      "Forward + backward medians; memory: all the net allocated."])
+                      "Forward + backward medians; memory: all the net allocated. run_gpu.sh (BEFORE=) runs both "
+                      "builds in one call; a separate run of the earlier build is only as comparable as the two "
+                      "machines' states were."])
 
 
 def memcheck_section(records):
