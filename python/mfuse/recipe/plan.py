@@ -28,7 +28,7 @@ from pathlib import Path
 from mfuse.conventions import FUSION_KINDS, MODALITIES, NET_NAMES, SPLITS, SUBSETS
 from mfuse.evaluation import Protocol, load_scores
 from mfuse.fileio import write_atomic
-from mfuse.nets.build_all import COMMITTED, NetSet, set_files
+from mfuse.nets.build_all import COMMITTED, NetSet, custom_set, set_files
 from mfuse.recipe.data import (HELDOUT_SEED, HELDOUT_SUBSET, DatasetLists, dataset_lists, heldout_root, prepare_data,
                                store_path, store_paths)
 from mfuse.recipe.estimates import Estimate, Speeds
@@ -172,12 +172,12 @@ class Recipe:
         return [store_path(self.data_root, split, subset, m, storage) for subset in SUBSETS for m in MODALITIES]
 
     def net_set(self, split: int, seed: int, num_classes: int) -> NetSet:
+        """The backbone's set for this run's data, split and seed, with its batches, schedules and sizes."""
         exp, base = self.exp, COMMITTED[self.exp.model.backbone]
+        net_set = custom_set(exp.model.backbone, num_classes, str(self.data_root), split, exp.data.storage,
+                             exp.model.fusion_activation, str(self.seed_dir(split, seed) / "runs"), seed)
         return dataclasses.replace(
-            base, subdir="", source=str(self.data_root), num_classes=num_classes, split=split,
-            storage=exp.data.storage, fusion_activation=exp.model.fusion_activation,
-            runs_dir=str(self.seed_dir(split, seed) / "runs"), seed=seed,
-            stream_batch=exp.batch("spatial"), fusion_batch=exp.batch("fusion"),
+            net_set, stream_batch=exp.batch("spatial"), fusion_batch=exp.batch("fusion"),
             spatial_schedule=exp.schedule("spatial"), temporal_schedule=exp.schedule("temporal"),
             fusion_schedule=exp.schedule("fusion"), freeze_spatial_convs=self.pretrained is not None,
             fusion_k=exp.model.fusion_k or base.fusion_k, fusion_head=exp.model.fusion_head or base.fusion_head)

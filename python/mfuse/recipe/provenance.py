@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mfuse.fileio import write_atomic
 from mfuse.stores.format import INDEX_KEY
+from mfuse.stores.reader import open_readonly
 
 RECORD_VERSION = 1
 _CHUNK = 1 << 22
@@ -40,15 +41,10 @@ def sha256_file(path: Path) -> str:
 
 
 def lmdb_index_bytes(folder: Path) -> bytes:
-    """The ``__index__`` value of the LMDB at ``folder`` (b"" when it has none)."""
-    import lmdb
-
-    env = lmdb.open(os.fspath(folder), readonly=True, lock=False, subdir=True)
-    try:
-        with env.begin() as txn:
-            return bytes(txn.get(INDEX_KEY) or b"")
-    finally:
-        env.close()
+    """The ``__index__`` value of the LMDB at ``folder`` (b"" when it has none), through the process's shared
+    read-only environment (LMDB opens a path once per process)."""
+    with open_readonly(Path(folder)).begin(buffers=False) as txn:
+        return bytes(txn.get(INDEX_KEY) or b"")
 
 
 class Fingerprints:

@@ -100,8 +100,13 @@ def train_net(solver: Path, log: Path, weights: Path | None, cwd: Path, gpus: Se
     net_dir.mkdir(parents=True, exist_ok=True)
     snapshot = latest_snapshot(prefix) if resumable else None
     if snapshot is not None and not info.final_caffemodel(cwd).is_file() and Path(log).is_file():
-        Path(log).rename(Path(log).with_name(f"{Path(log).stem}.until_iter_{solverstate_iteration(snapshot)}.log"))
-    return train(solver, log, weights=weights, cwd=cwd, gpu=single_gpu(gpus), snapshot=snapshot, progress=progress)
+        # Keep the interrupted run's log (its curve up to the snapshot); the resumed run writes a new one.
+        kept = Path(log).with_name(f"{Path(log).stem}.until_iter_{solverstate_iteration(snapshot)}.log")
+        if not kept.exists():
+            Path(log).rename(kept)
+    # A resumed run takes its weights from the snapshot (Caffe refuses both).
+    return train(solver, log, weights=None if snapshot else weights, cwd=cwd, gpu=single_gpu(gpus),
+                 snapshot=snapshot, progress=progress)
 
 
 def test_net(deploy: Path, weights: Path, data_root: Path, split: int, store_subset: str, storage: str,
