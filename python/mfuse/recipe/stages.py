@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from caffe.proto import caffe_pb2
 from google.protobuf.message import DecodeError
 
 from mfuse.evaluation import (Protocol, ScoreFileError, ScoreSet, TestSubsetError, evaluate_net, fuse, load_scores,
@@ -65,20 +66,26 @@ def resume_or_reset(marker: Path, identity: Mapping, partial: Sequence[Path]) ->
 
 def latest_snapshot(prefix: str | Path) -> Path | None:
     """The ``.solverstate`` of the highest iteration under ``prefix`` (``<prefix>_iter_N.solverstate``) that
-    parses and whose caffemodel exists (a kill during a snapshot leaves at most the newest one incomplete)."""
+    parses and whose caffemodel exists (a kill during a snapshot leaves at most the newest one incomplete: :func:`snapshot_complete`)."""
     prefix = Path(prefix)
     pattern = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.solverstate$")
     found = sorted(((int(m.group(1)), p) for p in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate")
                     if (m := pattern.match(p.name))), reverse=True)
     for iteration, path in found:
-        if not path.with_suffix(".caffemodel").is_file():
-            continue
-        try:
-            if solverstate_iteration(path) == iteration:
-                return path
-        except DecodeError:
-            continue
+        if path.with_suffix(".caffemodel").is_file() and snapshot_complete(path, iteration):
+            return path
     return None
+
+
+def snapshot_complete(path: Path, iteration: int) -> bool:
+    """Whether a ``.solverstate`` was written to its end: Caffe serialises ``iter``, ``learned_net``, the
+    history and last ``current_step`` (field 4, always set), so a file cut anywhere lacks it or fails to parse."""
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(path.read_bytes())
+    except DecodeError:
+        return False
+    return state.iter == iteration and state.HasField("current_step")
 
 
 def single_gpu(gpus: Sequence[int]) -> int | None:
