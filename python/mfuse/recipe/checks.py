@@ -39,7 +39,7 @@ from mfuse.synthetic import class_names, groups_tested, plan_videos
 MAX_PROBLEMS = 5
 #: Videos prepared (into a temporary folder) to measure the bytes per frame of the run's settings.
 SAMPLE_VIDEOS = 2
-#: Bytes per parameter (float32) and what each snapshot keeps: a caffemodel and a solverstate of the same size
+#: Bytes per parameter (float32) and the files of a snapshot: a caffemodel and a solverstate of the same size
 #: (SGD's momentum history).
 PARAM_BYTES, SNAPSHOT_COPIES = 4, 2
 
@@ -123,17 +123,19 @@ def bytes_per_frame(exp: Experiment, videos: list[VideoRecord]) -> float | None:
 
 
 def model_bytes(recipe: Recipe, num_classes: int) -> int:
-    """Bytes of every snapshot the run keeps (caffemodel + solverstate per snapshot, every net, split, seed)."""
+    """Bytes of the snapshots the run keeps: every net's final caffemodel (and fusion init) per split and seed,
+    plus the largest net's snapshots while it trains (a caffemodel and a solverstate each; the intermediate
+    ones are removed when a net finishes)."""
     exp = recipe.exp
     net_set = recipe.net_set(exp.dataset.splits[0], exp.train.seeds[0], num_classes)
-    total = 0
+    kept, largest = 0, 0
     for net in NET_NAMES:
         params = param_shapes(build_net(net, net_set, DeployInputs(batch_size=1)), net)
-        count = sum(math.prod(shape) for shapes in params.values() for shape in shapes)
+        size = PARAM_BYTES * sum(math.prod(shape) for shapes in params.values() for shape in shapes)
         schedule = exp.schedule(TABLE_OF[net])
-        snapshots = math.ceil(schedule.max_iter / schedule.snapshot)
-        total += count * PARAM_BYTES * SNAPSHOT_COPIES * snapshots + (count * PARAM_BYTES if net in FUSION_KINDS else 0)
-    return total * len(exp.dataset.splits) * len(exp.train.seeds)
+        kept += size * (2 if net in FUSION_KINDS else 1)
+        largest = max(largest, size * SNAPSHOT_COPIES * math.ceil(schedule.max_iter / schedule.snapshot))
+    return kept * len(exp.dataset.splits) * len(exp.train.seeds) + largest
 
 
 def check_pretrained(recipe: Recipe, num_classes: int) -> list[str]:
@@ -148,16 +150,16 @@ def check_pretrained(recipe: Recipe, num_classes: int) -> list[str]:
     backbone = get_backbone(exp.model.backbone)
     layers = (*backbone.conv_names, *backbone.fc_names)
     net_set = recipe.net_set(exp.dataset.splits[0], exp.train.seeds[0], num_classes)
-    found = []
+    found: dict[str, str] = {}    # one line per layer: the first net it does not fit
     nets = ["spatial"] + (["temporal"] if exp.model.temporal_init == "cross_modality" else [])
     for net in nets:
         expected = param_shapes(build_net(net, net_set, DeployInputs(batch_size=1)), net)
-        for text in pretrained_problems(model, expected, layers, f"{exp.model.backbone} {net}",
-                                        backbone.conv_names[0] if net == "temporal" else None):
-            line = problem(exp, "model.imagenet", f"{exp.model.imagenet} {text}")
-            if line not in found:
-                found.append(line)
-    return found
+        for layer in layers:
+            texts = pretrained_problems(model, expected, [layer], f"{exp.model.backbone} {net}",
+                                        backbone.conv_names[0] if net == "temporal" else None)
+            if texts and layer not in found:
+                found[layer] = problem(exp, "model.imagenet", f"{exp.model.imagenet} {texts[0]}")
+    return list(found.values())
 
 
 def gpu_list() -> list[str] | None:

@@ -250,25 +250,28 @@ def int_list(low: int | None = None, options=None, empty: bool = False) -> Check
 
 
 def _dataclass_check(cls) -> Callable[[str, Any], Check]:
-    """Per-field checks of a dataclass's fields, typed from their defaults (lists become tuples; the string
-    "none" is None for a field that may be None). The dataclass's own checks run when it is built."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    """Per-field checks of a dataclass's fields, typed from their annotations (``int``, ``float``, ``bool``,
+    ``str``, ``tuple[...]`` from a list; the string "none" is None for a field that may be None). The
+    dataclass's own checks run when it is built."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
 
     def for_key(key: str, value: Any) -> Any:
-        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
-        if isinstance(value, str) and value.lower() == "none" and "None" in str(fields[key].type):
+        kinds = {part.strip() for part in types[key].split("|")}
+        if isinstance(value, str) and value.lower() == "none" and "None" in kinds:
             return None
-        if isinstance(default, bool):
+        kinds.discard("None")
+        kind = kinds.pop() if len(kinds) == 1 else ""
+        if kind == "bool":
             return boolean(value)
-        if isinstance(default, int) and not isinstance(default, bool):
+        if kind == "int":
             return integer()(value)
-        if isinstance(default, float):
+        if kind == "float":
             return number()(value)
-        if isinstance(default, tuple) or isinstance(value, list):
+        if kind.startswith("tuple"):
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"expected a list, got {_type_name(value)}")
-            return tuple(value)
-        if isinstance(default, str) and not isinstance(value, str):
+            return tuple(integer()(v) for v in value) if "int" in kind else tuple(value)
+        if kind == "str" and not isinstance(value, str):
             raise ValueError(f"expected a string, got {_type_name(value)}")
         return value
     return for_key

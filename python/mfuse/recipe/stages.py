@@ -2,7 +2,8 @@
 
 - :func:`train_net`: ``mfuse.training.train`` of one solver; a killed run resumes from its last snapshot with
   the exact-resume machinery (same final weights as an uninterrupted run), unless the net's inputs changed
-  since it started (then its snapshot folder is wiped and it starts afresh);
+  since it started (then its snapshot folder is wiped and it starts afresh); when the net is done, only its
+  final caffemodel is kept;
 - :func:`test_net`: the 25 x 10 test of one net (``mfuse.evaluation.evaluate_net``, which resumes from its
   partial score file, again only when the inputs are those it started with);
 - :func:`late_fusion`: S + T, S (amp) + T, the paper's 2 : 3 : 4 with m-fusion, and the same three streams
@@ -112,8 +113,20 @@ def train_net(solver: Path, log: Path, weights: Path | None, cwd: Path, gpus: Se
         if not kept.exists():
             Path(log).rename(kept)
     # A resumed run takes its weights from the snapshot (Caffe refuses both).
-    return train(solver, log, weights=None if snapshot else weights, cwd=cwd, gpu=single_gpu(gpus),
-                 snapshot=snapshot, progress=progress)
+    final = train(solver, log, weights=None if snapshot else weights, cwd=cwd, gpu=single_gpu(gpus),
+                  snapshot=snapshot, progress=progress)
+    remove_intermediate_snapshots(prefix, final)
+    return final
+
+
+def remove_intermediate_snapshots(prefix: Path, final: Path) -> list[Path]:
+    """Deletes the snapshots of a finished run but the final caffemodel (they only served to resume; a VGG19
+    fusion net's are gigabytes each); returns what was deleted."""
+    removed = [p for p in prefix.parent.glob(f"{prefix.name}_iter_*") if p.suffix in (".caffemodel", ".solverstate")
+               and p != final]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def test_net(deploy: Path, weights: Path, data_root: Path, split: int, store_subset: str, storage: str,
