@@ -248,3 +248,28 @@ def test_evaluation_checkpoints_into_a_new_folder_and_resumes(run, tmp_path):
     resumed = evaluate_net(net, stores, resumed_out, meta, protocol, progress=False)
     np.testing.assert_allclose(np.sort(resumed.scores, axis=0), np.sort(whole.scores, axis=0), rtol=1e-3)
     assert sorted(map(str, resumed.video_ids)) == sorted(map(str, whole.video_ids))
+
+
+def test_the_synthetic_dataset_is_generated_then_prepared(tmp_path):
+    from mfuse.recipe import Recipe
+    from mfuse.recipe.run import run_facts, run_stages
+
+    path = tmp_path / "synthetic.toml"
+    path.write_text(f'out = "{tmp_path / "run"}"\n[dataset]\nformat = "synthetic"\nsplits = [2]\n'
+                    '[dataset.synthetic]\nnum_groups = 4\nclips_per_group = 1\nnum_frames = 6\n'
+                    '[data]\nshort_side = "none"\nflow_algorithm = "dis"\n[model]\nbackbone = "tiny"\n'
+                    '[train]\nheldout_fraction = 0\n')
+    recipe = Recipe(load_experiment(path), progress=False)
+    facts = run_facts(recipe)
+    assert (facts.classes, facts.videos, dict(facts.test)) == (8, 32, {2: 8})
+    stages = recipe.stages(facts)
+    assert [stage.name for stage in stages[:2]] == ["dataset", "data"]
+    lines = []
+    run_stages(recipe, stages[:2], lines.append)
+    assert (tmp_path / "run" / "dataset" / "synthetic.json").is_file()
+    store = open_frame_store(tmp_path / "run" / "data", 2, "test", "flow")
+    assert len(store.index.videos) == 8 and store.index.classes == recipe.lists.classes
+    assert not (tmp_path / "run" / "data" / "heldout").exists()
+    run_stages(recipe, stages[:2], lines.append)
+    assert lines[-2:] == ["[1/2] dataset: done before (provenance holds), skipped",
+                          "[2/2] data: done before (provenance holds), skipped"]

@@ -394,7 +394,7 @@ class Recipe:
         changed = {table: dict(values) for table, values in exp.train.schedules.items()}
         return {"format": exp.dataset.format, "splits": list(exp.dataset.splits), "seeds": list(exp.train.seeds),
                 "backbone": exp.model.backbone, "pretrained": pretrained,
-                "temporal_init": exp.model.temporal_init if exp.model.imagenet is not None else "scratch",
+                "temporal_init": exp.model.temporal_init if self.pretrained is not None else "scratch",
                 "fusion_activation": exp.model.fusion_activation, "flow": exp.data.extract.flow_algorithm,
                 "protocol": f"{exp.test.frames} frames x {exp.test.crops} crops",
                 "heldout_fraction": exp.train.heldout_fraction, "schedules_changed": changed,
