@@ -5,7 +5,9 @@
   its own record takes ``mfuse_conv5``'s (the two frozen towers' forward dominates every fusion net);
 - testing: ``bench: eval_speed`` records (seconds per video of the 25 x 10 protocol) of the spatial net, scaled
   to another net by the ratio of the measured forward times where both are measured;
-- data preparation: ``prep_speed.json`` (frame extraction and flow pairs per second on one core).
+- data preparation: ``prep_speed.json`` (frame extraction and flow pairs per second on one core);
+- where a net has none of those: ``bench: recipe_stage`` records (``benchmarks/recipe_stage_times.py``: the wall
+  time of a finished run's training and test stages, startup and data loading included).
 
 Anything without a measurement says so ("unmeasured") instead of inventing a number.
 """
@@ -69,6 +71,8 @@ class Speeds:
     """Measured speeds, keyed by (``gpu``/``cpu``, backbone, net)."""
     train: dict[tuple[str, str, str], _Train] = field(default_factory=dict)
     test: dict[tuple[str, str, str], tuple[float, str, str]] = field(default_factory=dict)
+    stage_train: dict[tuple[str, str, str], tuple[float, int, str, str]] = field(default_factory=dict)
+    stage_test: dict[tuple[str, str, str], tuple[float, int, str, str]] = field(default_factory=dict)
     extraction_fps: float | None = None
     flow_pairs_per_s: dict[str, float] = field(default_factory=dict)
     prep_file: str = ""
@@ -92,6 +96,13 @@ class Speeds:
             device = next((r.get("name") for r in records if r.get("bench") == "device"), None)
             env = next((r for r in records if r.get("bench") == "env"), {})
             for r in records:
+                if r.get("bench") == "recipe_stage":
+                    key = (r["mode"], r["backbone"], r["name"])
+                    if r["kind"] == "train":
+                        self.stage_train[key] = (r["s_per_iteration"], r["samples_per_iteration"], r["device"], name)
+                    elif r["kind"] == "test":
+                        crops = r["frames"] * (10 if r["crops"] == "ten" else 1)
+                        self.stage_test[key] = (r["s_per_video"], crops, r["device"], name)
                 if r.get("bench") == "net" and r.get("framework", "caffe") == "caffe" and not r.get("forward_only"):
                     kind = r.get("mode", "gpu")
                     backbone = Path(r.get("model", "")).name.split("_")[0]
@@ -119,6 +130,10 @@ class Speeds:
     def training(self, kind: str, backbone: str, net: str, max_iter: int, batch: int) -> Estimate:
         """``max_iter`` updates of ``batch`` samples of ``net``."""
         record, proxy = self._train_record(kind, backbone, net)
+        if record is None and (kind, backbone, net) in self.stage_train:
+            seconds, samples, device, file = self.stage_train[(kind, backbone, net)]
+            return Estimate(seconds * batch / samples * max_iter,
+                            f"{seconds:.3f} s per iteration of {samples} samples in a recipe run on {device} ({file})")
         if record is None:
             return Estimate(None, f"no measured speed of {backbone} {net} on {kind} in benchmarks/results")
         seconds = record.ms_per_pass / 1000 * batch / record.batch * max_iter
@@ -127,6 +142,10 @@ class Speeds:
 
     def testing(self, kind: str, backbone: str, net: str, videos: int, frames: int, crops: int) -> Estimate:
         """The protocol (``frames`` x ``crops`` per video) over ``videos`` videos."""
+        if (kind, backbone, net) in self.stage_test:
+            seconds, measured_crops, device, file = self.stage_test[(kind, backbone, net)]
+            return Estimate(seconds * frames * crops / measured_crops * videos,
+                            f"{seconds:.3f} s per {measured_crops}-crop video in a recipe run on {device} ({file})")
         measured = self.test.get((kind, backbone, "spatial"))
         if measured is None:
             return Estimate(None, f"no measured test speed of {backbone} on {kind} in benchmarks/results")

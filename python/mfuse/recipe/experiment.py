@@ -36,7 +36,7 @@ from mfuse.conventions import CROP_MODES, SPLITS, STORAGES
 from mfuse.nets.build_all import COMMITTED
 from mfuse.nets.solvers import Schedule
 from mfuse.prep.frames import ExtractSettings
-from mfuse.synthetic import SyntheticConfig
+from mfuse.synthetic import HMDB51_SPLIT_DIR, UCF101_LIST_DIR, SyntheticConfig
 
 #: List formats: the two official ones (also for your own videos in their layout) and the built-in synthetic set.
 FORMATS = ("ucf101", "hmdb51", "synthetic")
@@ -132,17 +132,19 @@ class Experiment:
 
     @property
     def data_root(self) -> Path:
+        """The prepared data (``[data] root``, default ``<out>/data``)."""
         return self.data.root if self.data.root is not None else self.out / "data"
 
     @property
     def videos_root(self) -> Path:
+        """The videos (the synthetic dataset's: ``<out>/dataset``)."""
         return self.dataset.videos if self.dataset.videos is not None else self.out / "dataset"
 
     @property
     def lists_dir(self) -> Path:
+        """The split lists (the synthetic dataset's are generated with its videos)."""
         if self.dataset.lists is not None:
             return self.dataset.lists
-        from mfuse.synthetic import HMDB51_SPLIT_DIR, UCF101_LIST_DIR
         layout = self.dataset.synthetic.layout
         return self.videos_root / (UCF101_LIST_DIR if layout == "ucf101" else HMDB51_SPLIT_DIR)
 
