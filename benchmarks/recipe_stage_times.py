@@ -5,8 +5,9 @@ benchmark records that ``mfuse.recipe.estimates`` reads for the plans of later r
         --write benchmarks/results/<date>-cpu-tiny-recipe-stages.json
 
 Per training stage: seconds per iteration at the schedule's batch (startup included, the data layer included:
-what a real run takes); per test stage: seconds per video of the run's protocol. One record per stage of the
-first split and seed that ran it.
+what a real run takes); per test stage: seconds per video of the run's protocol; the data preparation: core
+seconds per frame at the run's frame size and flow algorithm. One record per stage of the first split and seed
+that ran it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def records(run: Path, device: str) -> list[dict]:
     mode = "gpu" if experiment["train"]["gpus"] else "cpu"
     test = experiment["test"]
     found, seen = [], set()
+    data = json.loads((run / "provenance" / "data.json").read_text()) if (run / "provenance" / "data.json").is_file() \
+        else None
+    if data is not None and data["seconds"] > 0:
+        root = Path(next(k for k in data["outputs"] if k.endswith("heldout.json"))).parent
+        summary = json.loads((root / "summary.json").read_text())
+        meta = json.loads(next((root / "frames").rglob("meta.json")).read_text())
+        workers = experiment["data"]["workers"]
+        found.append({"bench": "recipe_stage", "mode": "cpu", "backbone": backbone, "device": device,
+                      "run": str(run), "stage": "data", "kind": "data", "name": "data",
+                      "algorithm": data["settings"]["extract"]["flow_algorithm"],
+                      "frame_size": [meta["width"], meta["height"]], "frames": summary["frames"],
+                      "workers": workers, "seconds": data["seconds"],
+                      "core_s_per_frame": data["seconds"] * workers / summary["frames"]})
     for path in sorted((run / "provenance").glob("split*/seed*/*.json")):
         record = json.loads(path.read_text())
         name = path.stem

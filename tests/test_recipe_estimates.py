@@ -24,6 +24,8 @@ def write_results(folder):
     (folder / "stages.json").write_text(json.dumps({"records": [
         {"bench": "recipe_stage", "mode": "cpu", "backbone": "tiny", "device": "2 cores", "kind": "train",
          "name": "temporal", "s_per_iteration": 0.5, "samples_per_iteration": 32},
+        {"bench": "recipe_stage", "mode": "cpu", "backbone": "tiny", "device": "2 cores", "kind": "data",
+         "name": "data", "algorithm": "tvl1", "frame_size": [64, 48], "core_s_per_frame": 0.4},
         {"bench": "recipe_stage", "mode": "cpu", "backbone": "tiny", "device": "2 cores", "kind": "test",
          "name": "mfuse_fc7", "s_per_video": 2.0, "frames": 25, "crops": "ten"}]}))
 
@@ -42,6 +44,7 @@ def test_estimates_scale_the_measurements(tmp_path):
     prep = speeds.preparation(1000, "tvl1", workers=2, size=(341 // 2, 256))
     assert prep.seconds == pytest.approx((10 + 1000) / 2 * (170 * 256) / (341 * 256))
     assert speeds.preparation(1000, "dis", 2).text() == "unmeasured"
+    assert speeds.preparation(100, "tvl1", workers=2, size=(64, 48)).seconds == pytest.approx(20)
     recipe = speeds.training("cpu", "tiny", "temporal", max_iter=100, batch=64)
     assert recipe.seconds == pytest.approx(100) and "recipe run on 2 cores" in recipe.basis
     assert speeds.testing("cpu", "tiny", "mfuse_fc7", videos=10, frames=5, crops=1).seconds == pytest.approx(0.4)

@@ -88,6 +88,8 @@ def test_paper_numbers_only_for_the_papers_datasets_and_backbones():
     hmdb = table_specs(about(format="hmdb51", backbone="cnn_m_2048"), 51)
     assert hmdb["table1"].paper[("S", "amp")] == 38.0 and hmdb["table2"].columns == ("basic",)
     assert not any(spec.paper for spec in table_specs(about(), 8).values())
+    assert {spec.splits for spec in table_specs(about(), 8).values()} == {(1, 2)}
+    assert [spec.splits for spec in specs.values()] == [(1, 2, 3), (1,), (1, 2, 3)]
 
 
 def test_claims_are_weighed_against_the_spread_over_seeds():

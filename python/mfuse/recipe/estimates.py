@@ -73,6 +73,7 @@ class Speeds:
     test: dict[tuple[str, str, str], tuple[float, str, str]] = field(default_factory=dict)
     stage_train: dict[tuple[str, str, str], tuple[float, int, str, str]] = field(default_factory=dict)
     stage_test: dict[tuple[str, str, str], tuple[float, int, str, str]] = field(default_factory=dict)
+    stage_data: dict[tuple[str, tuple[int, int]], tuple[float, str, str]] = field(default_factory=dict)
     extraction_fps: float | None = None
     flow_pairs_per_s: dict[str, float] = field(default_factory=dict)
     prep_file: str = ""
@@ -100,6 +101,9 @@ class Speeds:
                     key = (r["mode"], r["backbone"], r["name"])
                     if r["kind"] == "train":
                         self.stage_train[key] = (r["s_per_iteration"], r["samples_per_iteration"], r["device"], name)
+                    elif r["kind"] == "data":
+                        key = (r["algorithm"], tuple(r["frame_size"]))
+                        self.stage_data[key] = (r["core_s_per_frame"], r["device"], name)
                     elif r["kind"] == "test":
                         crops = r["frames"] * (10 if r["crops"] == "ten" else 1)
                         self.stage_test[key] = (r["s_per_video"], crops, r["device"], name)
@@ -164,7 +168,12 @@ class Speeds:
     def preparation(self, frames: int, algorithm: str, workers: int, size: tuple[int, int] | None = None
                     ) -> Estimate:
         """Frame extraction and flow of ``frames`` frames of ``size`` (width, height; None: as measured) on
-        ``workers`` cores, scaled from the measured frame size by the pixel count."""
+        ``workers`` cores: a recipe run's measurement at that size and algorithm when there is one, else
+        ``prep_speed.json`` scaled from its frame size by the pixel count."""
+        if size is not None and (algorithm, tuple(size)) in self.stage_data:
+            per_frame, device, file = self.stage_data[(algorithm, tuple(size))]
+            return Estimate(per_frame * frames / workers, f"{per_frame:.2f} core-s per {size[0]}x{size[1]} frame "
+                                                          f"({algorithm}) in a recipe run on {device} ({file})")
         if self.extraction_fps is None or algorithm not in self.flow_pairs_per_s:
             return Estimate(None, f"no measured {algorithm} speed in benchmarks/results")
         scale = 1.0 if size is None else size[0] * size[1] / (PREP_SIZE[0] * PREP_SIZE[1])
