@@ -20,7 +20,7 @@ PACKAGE_DIR = ROOT / "python" / "mfuse"
 #: The pipeline's stages, lowest first, and the packages / modules of each. The frame-store format and reader
 #: sit below prep, which writes what they define; the data flows videos -> prep -> stores -> sampling/layers.
 STAGES = (
-    ("foundation", ("mfuse", "mfuse.conventions", "mfuse.fileio")),
+    ("foundation", ("mfuse", "mfuse.conventions", "mfuse.fileio", "mfuse.processes")),
     ("videos", ("mfuse.datasets", "mfuse.synthetic")),
     ("stores", ("mfuse.stores",)),
     ("prep", ("mfuse.prep",)),
