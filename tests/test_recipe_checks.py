@@ -114,7 +114,7 @@ def test_missing_video_gpu_and_disk_problems(ucf101, tmp_path, monkeypatch):
     monkeypatch.setattr(checks.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 2**20})())
     with pytest.raises(InputError, match=r": out: the run needs about .* GiB, 0.0 GiB are free"):
         dry_run(experiment)
-    monkeypatch.undo()
+    monkeypatch.setattr(checks.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 2**50})())
     missing = videos / "Action007" / "v_Action007_g02_c01.avi"
     missing.rename(tmp_path / "moved.avi")
     try:
@@ -122,8 +122,16 @@ def test_missing_video_gpu_and_disk_problems(ucf101, tmp_path, monkeypatch):
             dry_run(experiment)
     finally:
         (tmp_path / "moved.avi").rename(missing)
-    first = str(error.value).splitlines()[0]
-    assert first.startswith(f"{experiment.source}: dataset.lists: {lists / 'trainlist01.txt'}:") and "missing" in first
+    assert str(error.value) == f"{experiment.source}: dataset.videos: {missing}: listed but missing"
+    original = (lists / "testlist01.txt").read_bytes()
+    (lists / "testlist01.txt").write_bytes(original + b"Unknown/v_x.avi\r\n")
+    try:
+        with pytest.raises(InputError) as error:
+            dry_run(experiment)
+    finally:
+        (lists / "testlist01.txt").write_bytes(original)
+    assert str(error.value) == (f"{experiment.source}: dataset.lists: {lists / 'testlist01.txt'}:102: class "
+                                "'Unknown' is not in classInd.txt")
 
 
 def test_the_demo_plan():

@@ -15,7 +15,8 @@ def records(classes=3, groups=10, clips=2):
 
 def test_groups():
     assert video_group("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01") == "ApplyEyeMakeup/g08"
-    assert video_group("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0") == "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0"
+    hmdb = "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0"
+    assert video_group(hmdb) == hmdb
 
 
 def test_hold_out_takes_whole_groups_of_every_class():

@@ -1,7 +1,7 @@
 """The dry run's checks of every input, before anything is trained.
 
-- the split lists parse (``mfuse.datasets``: every listed video exists, labels agree with class folders);
-- every video opens and has frames (PyAV reads its header; the frame counts feed the estimates);
+- the split lists parse (``mfuse.datasets``: labels agree with class folders, no duplicates, no train/test leak);
+- every listed video exists, opens and has frames (PyAV reads its header; the frame counts feed the estimates);
 - the pretrained model holds every backbone layer the stream nets take from it, with shapes that fit
   (:mod:`mfuse.recipe.weights`, from the files alone);
 - the disk holds the run (an estimate from a sample video prepared with the run's settings, the frame stores
@@ -94,6 +94,8 @@ def video_header(path: Path) -> tuple[int, tuple[int, int]]:
 def probe_videos(videos: list[VideoRecord], workers: int = 8) -> tuple[int, tuple[int, int] | None, list[str]]:
     """``(total frames, the first video's size, problems)`` of the videos (each problem names the video)."""
     def probe(record):
+        if not Path(record.path).is_file():
+            return 0, None, f"{record.path}: listed but missing"
         try:
             return (*video_header(record.path), None)
         except ValueError as error:

@@ -133,7 +133,8 @@ class Recipe:
         return self.seed_dir(split, seed) / "prototxt" / f"{net}_{kind}.prototxt"
 
     def final(self, split: int, seed: int, net: str) -> Path:
-        return self.seed_dir(split, seed) / "runs" / net / f"snap_iter_{self.exp.schedule(TABLE_OF[net]).max_iter}.caffemodel"
+        max_iter = self.exp.schedule(TABLE_OF[net]).max_iter
+        return self.seed_dir(split, seed) / "runs" / net / f"snap_iter_{max_iter}.caffemodel"
 
     def init(self, split: int, seed: int, net: str) -> Path:
         return self.seed_dir(split, seed) / "init" / f"{net}.caffemodel"

@@ -67,7 +67,8 @@ def resume_or_reset(marker: Path, identity: Mapping, partial: Sequence[Path]) ->
 
 def latest_snapshot(prefix: str | Path) -> Path | None:
     """The ``.solverstate`` of the highest iteration under ``prefix`` (``<prefix>_iter_N.solverstate``) that
-    parses and whose caffemodel exists (a kill during a snapshot leaves at most the newest one incomplete: :func:`snapshot_complete`)."""
+    parses and whose caffemodel exists (a kill during a snapshot leaves at most the newest one incomplete:
+    :func:`snapshot_complete`)."""
     prefix = Path(prefix)
     pattern = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.solverstate$")
     found = sorted(((int(m.group(1)), p) for p in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate")
@@ -168,5 +169,6 @@ def late_fusion(test_scores: Mapping[str, Path], heldout_scores: Mapping[str, Pa
 
 def fusion_score_names(heldout: bool) -> list[str]:
     """The score sets :func:`late_fusion` writes."""
-    return [*FUSIONS, *(f"final_{k}" for k in FINAL_KINDS), *((f"searched_{k}" for k in FINAL_KINDS) if heldout else ())]
+    searched = [f"searched_{k}" for k in FINAL_KINDS] if heldout else []
+    return [*FUSIONS, *(f"final_{k}" for k in FINAL_KINDS), *searched]
 
