@@ -356,7 +356,7 @@ def accuracy_section(records):
              "–" if r["max_rel"] is None else f"{r['max_rel']:.1e}",
              "–" if r["norm_rel"] is None else f"{r['norm_rel']:.1e}"] for r in accuracy]
     return "\n".join(["## Accuracy against strict FP32 (same inputs, weights and dropout masks)",
-                      table(["net", "run", "blob", "kind", "shape", "max |x − ref| / max |ref|",
+                      table(["net", "run", "blob", "kind", "shape", "max abs(x − ref) / max abs(ref)",
                              "‖x − ref‖ / ‖ref‖"], rows), "",
                       "ref: strict FP32, `MFUSE_CUDNN_ALGO=find`. fp32_repeat: the same settings again; "
                       "fp32_heuristic: other algorithms, same math; tf32: `MFUSE_TF32=1`. data: the blob's values "

@@ -36,7 +36,7 @@ BASE_ENV = {"MFUSE_TF32": "0", "MFUSE_CUDNN_ALGO": "find"}
 
 def run_math_check(args, label: str, extra_env: dict, out_dir: Path) -> dict:
     """One math_check run; returns {blob name + kind: (array, kind)}."""
-    env = dict(os.environ, **BASE_ENV, **extra_env)
+    env = {**os.environ, **BASE_ENV, **extra_env}
     command = [str(Path(args.bin) / "math_check"), "--gpu", str(args.gpu), "--net", args.net, "--out", str(out_dir),
                "--seed", str(args.seed), "--blobs", args.blobs, "--param-diffs", args.param_diffs]
     if args.batch:
@@ -94,7 +94,7 @@ def main():
             run_dir.mkdir()
             try:
                 results[label] = run_math_check(args, label, extra_env, run_dir)
-            except (RuntimeError, subprocess.TimeoutExpired) as error:
+            except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
                 failed = True
                 record = {"bench": "error", "framework": "caffe", "name": args.name, "tool": "math_check",
                           "run": label, "error": str(error)[-800:]}
@@ -106,7 +106,7 @@ def main():
                 continue
             for (blob, kind), values in results[label].items():
                 record = {"bench": "accuracy", "name": args.name, "run": label, "reference": RUNS[0][0],
-                          "env": dict(BASE_ENV, **extra_env), "blob": blob, "kind": kind,
+                          "env": {**BASE_ENV, **extra_env}, "blob": blob, "kind": kind,
                           "shape": list(values.shape)}
                 record.update(compare(values, reference[(blob, kind)]))
                 failed |= not record["finite"]
