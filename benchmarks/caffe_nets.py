@@ -156,6 +156,8 @@ def parse_args():
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment switch of the fork for this run (repeatable)")
     parser.add_argument("--config", help="the run's name in the records (default: fp32 or tf32)")
+    parser.add_argument("--name-prefix", default="",
+                        help="put before the manifest's names in the records (e.g. cnn_m_2048/ for another backbone)")
     args = parser.parse_args()
     pairs = [item.partition("=") for item in args.env]
     bad = [item for item, (key, sep, _) in zip(args.env, pairs) if not sep or not key]
@@ -175,6 +177,7 @@ def main():
     if args.only:
         wanted = set(args.only.split(","))
         benches = [bench for bench in benches if bench["name"] in wanted]
+    benches = [dict(bench, name=args.name_prefix + bench["name"]) for bench in benches]
     failed = False
     with open(args.out, "a") as out:
         for bench in benches:

@@ -173,10 +173,14 @@ caffe_nets() {
     || echo "run_gpu: caffe_nets $config exited $?"
 }
 
+# CNN-M-2048 (LRN, 7x7 and 5x5 convolutions), spatial and temporal: strict FP32 with caffe time's per-layer means.
+CNN_M=(--manifest benchmarks/nets/cnn_m_2048/manifest.json --name-prefix cnn_m_2048/ --only spatial,temporal)
+
 run_caffe_nets() {
   if [ -n "$BEFORE_BUNDLE" ]; then
     # In a subshell: that bundle's env.sh puts its own lib/ first.
-    (source "$BEFORE_BUNDLE/env.sh" && caffe_nets "$BEFORE_BUNDLE" fp32 --no-caffe-time "${ONLY[@]}")
+    (source "$BEFORE_BUNDLE/env.sh" && caffe_nets "$BEFORE_BUNDLE" fp32 --no-caffe-time "${ONLY[@]}" &&
+      caffe_nets "$BEFORE_BUNDLE" fp32 "${CNN_M[@]}")
   fi
   caffe_nets "$BUNDLE" fp32 "${ONLY[@]}" --env MFUSE_TF32=0
   caffe_nets "$BUNDLE" tf32 "${ONLY[@]}" --env MFUSE_TF32=1
@@ -186,6 +190,7 @@ run_caffe_nets() {
       --env MFUSE_CUDNN_ALGO=heuristic
     # Only the temporal net back-propagates through its convolutions.
     caffe_nets "$BUNDLE" fp32_streams2 --no-caffe-time --only temporal --env MFUSE_CUDNN_STREAMS=2
+    caffe_nets "$BUNDLE" fp32 "${CNN_M[@]}" --env MFUSE_TF32=0
   fi
 }
 

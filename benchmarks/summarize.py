@@ -282,8 +282,10 @@ def nets_section(records):
 
 #: caffe time's layer names -> kinds, by prefix.
 LAYER_KINDS = (("conv", "Convolution"), ("relu", "ReLU"), ("pool", "Pooling"), ("fc", "InnerProduct"),
-               ("cons_fc", "InnerProduct"), ("drop", "Dropout"), ("fusion", "MultiplicativeFusion"),
-               ("amplify", "FlowAmplify"))
+               ("cons_fc", "InnerProduct"), ("drop", "Dropout"), ("norm", "LRN"), ("mfuse", "MultiplicativeFusion"),
+               ("flow_amplify", "FlowAmplify"), ("rgb_conv", "Convolution"), ("flow_conv", "Convolution"),
+               ("rgb_relu", "ReLU"), ("flow_relu", "ReLU"), ("rgb_pool", "Pooling"), ("flow_pool", "Pooling"),
+               ("rgb_norm", "LRN"), ("flow_norm", "LRN"))
 
 
 def layer_kind(name):
