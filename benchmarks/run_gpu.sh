@@ -105,15 +105,15 @@ run_memcheck() {
   done
 }
 
-# run_gtest LABEL FILTER [KEY=VALUE...]: the bundle's caffe-gtest on FILTER with the environment switches given;
-# a record in checks.jsonl, the summary lines of its log appended to gtest.log.
+# run_gtest SECONDS LABEL FILTER [KEY=VALUE...]: the bundle's caffe-gtest on FILTER with the environment switches
+# given, for at most SECONDS; a record in checks.jsonl, the summary lines of its log appended to gtest.log.
 run_gtest() {
-  local label="$1" filter="$2" log code began passed failed
-  shift 2
+  local limit="$1" label="$2" filter="$3" log code began passed failed
+  shift 3
   log="$(mktemp)"
   began=$(date +%s)
   # gtest death tests re-execute argv[0]: the binary must be called by its path; test_data is relative.
-  (cd "$BUNDLE" && env "$@" timeout 240 "$PWD/bin/caffe-gtest" --gtest_filter="$filter" >"$log" 2>&1)
+  (cd "$BUNDLE" && env "$@" timeout "$limit" "$PWD/bin/caffe-gtest" --gtest_filter="$filter" >"$log" 2>&1)
   code=$?
   passed=$(grep -oE '\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$')
   failed=$(grep -cE '^\[  FAILED  \] [A-Za-z]' "$log")
@@ -132,10 +132,10 @@ run_gtests() {
   local ours='*FlowAmplify*/2.*:*FlowAmplify*/3.*:*MultiplicativeFusion*/2.*:*MultiplicativeFusion*/3.*'
   : >"$OUT_DIR/gtest.log"
   if [ "$(variant_of "$BUNDLE")" = cudnn ]; then
-    run_gtest cudnn "CuDNN*:NetTest/2.*:NetTest/3.*:$ours"
-    run_gtest cudnn_heuristic_2streams "CuDNN*" MFUSE_CUDNN_ALGO=heuristic MFUSE_CUDNN_STREAMS=2
+    run_gtest 150 cudnn "CuDNN*:NetTest/2.*:NetTest/3.*:$ours"
+    run_gtest 90 cudnn_heuristic_2streams "CuDNN*" MFUSE_CUDNN_ALGO=heuristic MFUSE_CUDNN_STREAMS=2
   else
-    run_gtest gpu "NetTest/2.*:NetTest/3.*:ConvolutionLayerTest/2.*:ConvolutionLayerTest/3.*:$ours"
+    run_gtest 240 gpu "NetTest/2.*:NetTest/3.*:ConvolutionLayerTest/2.*:ConvolutionLayerTest/3.*:$ours"
   fi
 }
 

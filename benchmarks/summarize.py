@@ -254,7 +254,7 @@ def nets_section(records):
                            fmt(memory_ratio) + "×" + mark(memory_ratio, NET_MEMORY_GOAL, False)])
     columns = [f"Caffe {CAFFE_CONFIGS[key]} ms" for key in configs]
     main = CAFFE_CONFIGS[fp32_key]
-    text = ["## Whole nets (VGG19): Caffe fork vs PyTorch, same run"]
+    text = ["## Whole nets (VGG19; CNN-M-2048 in Caffe only): Caffe fork vs PyTorch, same run"]
     if train_rows:
         text += [table(["net", "batch × iter_size"] + columns +
                        ["PyTorch fp32 ms (benchmark off / on)", f"Caffe {main} / PyTorch fp32 (≤ {FP32_GOAL})",
