@@ -96,8 +96,13 @@ def environment_section(records):
         lines.append(f"- CPU: {env['cpu'].strip()} ({env.get('nproc', '?')} cores{threads})")
     if env.get("note"):
         lines.append(f"- {env['note']}")
-    if device:
-        lines.append("- Caffe: the fork built without cuDNN (convolutions are im2col + cuBLAS SGEMM), fp32.")
+    builds = {r.get("build", "cuda") for r in pick(records, framework="caffe") if r.get("mode") != "cpu"}
+    if device and "cuda" in builds:
+        lines.append("- Caffe without cuDNN: convolutions are im2col + cuBLAS SGEMM.")
+    if "cudnn" in builds:
+        context = next((r["cudnn_context"] for r in pick(records, bench="caffe_time") if r.get("cudnn_context")), None)
+        lines.append("- Caffe with cuDNN: the fork's cuDNN layers (patches 0009–0016)" +
+                     (f"; its log: \"{context}\"" if context else "") + ".")
     return "\n".join(lines)
 
 
@@ -183,52 +188,103 @@ def parity_section(records):
                       "max |GPU − CPU| / max |CPU| per blob (the largest over the blobs of each kind)."])
 
 
+#: The Caffe configurations of a run, in table order: (build, config) -> column name.
+CAFFE_CONFIGS = {("cuda", "fp32"): "no cuDNN", ("cudnn", "fp32"): "cuDNN find", ("cudnn", "fp32_heuristic"): "heuristic",
+                 ("cudnn", "fp32_streams2"): "2 streams", ("cudnn", "tf32"): "cuDNN TF32 find",
+                 ("cudnn", "tf32_heuristic"): "TF32 heuristic"}
+#: The issue's whole-net goals (issue 19): Caffe / PyTorch time and memory.
+FP32_GOAL = 1.1
+TF32_GOAL = 1.15
+NET_MEMORY_GOAL = 1.2
+
+
+def caffe_net(records, name, build, config):
+    """Caffe's layer_bench record of a net in one configuration (records without ``config``: fp32, no cuDNN)."""
+    for r in pick(records, bench="net", framework="caffe", name=name):
+        if (r.get("build", "cuda"), r.get("config", "fp32")) == (build, config):
+            return r
+    return None
+
+
+def torch_nets(records, name, precision):
+    """PyTorch's records of a net at a precision: {cudnn.benchmark: record} (records without the field: on)."""
+    return {r.get("cudnn_benchmark", True): r
+            for r in pick(records, bench="net", framework="torch", name=name, precision=precision)}
+
+
+def fastest(runs):
+    timed = [r for r in runs.values() if r.get("total_ms") is not None]
+    return min(timed, key=lambda r: r["total_ms"]) if timed else None
+
+
+def pair(runs, key="total_ms", digits=2):
+    """``off / on`` of a value over PyTorch's cudnn.benchmark settings."""
+    return " / ".join(fmt(get(runs.get(setting), key), digits) for setting in (False, True))
+
+
 def nets_section(records):
     caffe = pick(records, bench="net", framework="caffe")
     torch = pick(records, bench="net", framework="torch")
     if not caffe and not torch:
         return ""
     names = list(dict.fromkeys([r["name"] for r in caffe + torch]))
+    configs = [key for key in CAFFE_CONFIGS if any(caffe_net(records, n, *key) for n in names)]
+    fp32_key = ("cudnn", "fp32") if ("cudnn", "fp32") in configs else ("cuda", "fp32")
     train_rows, test_rows = [], []
     for name in names:
-        c = one(caffe, name=name)
-        t32 = one(torch, name=name, precision="fp32")
-        ttf = one(torch, name=name, precision="tf32")
-        tnc = one(torch, name=name, precision="fp32_nocudnn")
-        ct = one(records, bench="caffe_time", name=name)
-        any_record = c or t32 or ttf or tnc
+        runs = {key: caffe_net(records, name, *key) for key in configs}
+        t32, ttf = torch_nets(records, name, "fp32"), torch_nets(records, name, "tf32")
+        tnc = torch_nets(records, name, "fp32_nocudnn")
+        best32, besttf = fastest(t32), fastest(ttf)
+        c32, ctf = runs.get(fp32_key), runs.get(("cudnn", "tf32"))
+        any_record = next((r for r in list(runs.values()) + list(t32.values()) if r), None)
+        if any_record is None:
+            continue
+        fp32_ratio = ratio(get(c32, "total_ms"), get(best32, "total_ms"))
+        tf32_ratio = ratio(get(ctf, "total_ms"), get(besttf, "total_ms"))
+        torch_memory = min((r["mem_mb"] for r in t32.values() if r.get("mem_mb")), default=None)
+        memory_ratio = ratio(get(c32, "mem_mb"), torch_memory)
         if any_record.get("unit") == "videos" or any_record.get("forward_only"):
             videos = any_record["batch"] / CROPS_PER_VIDEO  # per pass
             per_s = lambda r: videos / (r["total_ms"] * 1e-3) if r else None  # noqa: E731
-            test_rows.append([name, any_record["batch"], fmt(get(c, "total_ms")), fmt(per_s(c)), fmt(per_s(t32)),
-                              fmt(per_s(ttf)), fmt(ratio(per_s(t32), per_s(c))) + "×",
-                              f"{fmt(get(c, 'mem_mb'), 0)} / {fmt(get(t32, 'mem_mb'), 0)}"])
+            test_rows.append([name, any_record["batch"]] + [fmt(per_s(runs[key])) for key in configs] +
+                             [" / ".join(fmt(per_s(t32.get(b))) for b in (False, True)),
+                              " / ".join(fmt(per_s(ttf.get(b))) for b in (False, True)),
+                              fmt(ratio(per_s(best32), per_s(c32))) + "×",
+                              f"{fmt(get(c32, 'mem_mb'), 0)} / {fmt(torch_memory, 0)}"])
             continue
-        iter_size = any_record.get("iter_size", 1)
-        paper = lambda r: get(r, "total_ms") * iter_size if get(r, "total_ms") is not None else None  # noqa: E731
-        train_rows.append([name, f"{any_record['batch']} × {iter_size}",
-                           f"{fmt(get(c, 'fwd_ms'))} + {fmt(get(c, 'bwd_ms'))} = {fmt(get(c, 'total_ms'))}",
-                           fmt(get(ct, "total_ms")), fmt(paper(c), 0), fmt(get(t32, "total_ms")),
-                           fmt(get(ttf, "total_ms")), fmt(get(tnc, "total_ms")),
-                           fmt(ratio(get(c, "total_ms"), get(t32, "total_ms"))) + "×",
-                           f"{fmt(get(c, 'mem_mb'), 0)} / {fmt(get(t32, 'mem_mb'), 0)}"])
-    text = ["## Whole nets (VGG19): Caffe fork vs PyTorch, same run"]
+        train_rows.append([name, f"{any_record['batch']} × {any_record.get('iter_size', 1)}"] +
+                          [fmt(get(runs[key], "total_ms")) for key in configs] +
+                          [pair(t32), fmt(fp32_ratio) + "×" + mark(fp32_ratio, FP32_GOAL, False),
+                           pair(ttf), fmt(tf32_ratio) + "×" + mark(tf32_ratio, TF32_GOAL, False),
+                           fmt(get(fastest(tnc), "total_ms")),
+                           f"{fmt(get(c32, 'mem_mb'), 0)} / {fmt(torch_memory, 0)}",
+                           fmt(memory_ratio) + "×" + mark(memory_ratio, NET_MEMORY_GOAL, False)])
+    columns = [f"Caffe {CAFFE_CONFIGS[key]} ms" for key in configs]
+    main = CAFFE_CONFIGS[fp32_key]
+    text = ["## Whole nets (VGG19; CNN-M-2048 in Caffe only): Caffe fork vs PyTorch, same run"]
     if train_rows:
-        text += [table(["net", "batch × iter_size", "Caffe fwd + bwd ms (median)", "caffe time ms (mean)",
-                        "Caffe ms per paper batch", "PyTorch fp32 ms", "PyTorch TF32 ms",
-                        "PyTorch fp32 no cuDNN ms", "Caffe / PyTorch fp32", "MiB Caffe / PyTorch fp32"],
-                       train_rows), "",
-                 "Per pass of `batch` samples: forward + loss + backward, no solver update (Caffe's "
-                 "Forward-Backward). Per paper batch: × iter_size. Frozen layers do no backward on either side. "
-                 "Caffe memory: device memory the net allocated; PyTorch: the caching allocator's peak."]
+        text += [table(["net", "batch × iter_size"] + columns +
+                       ["PyTorch fp32 ms (benchmark off / on)", f"Caffe {main} / PyTorch fp32 (≤ {FP32_GOAL})",
+                        "PyTorch TF32 ms (off / on)", f"Caffe TF32 / PyTorch TF32 (≤ {TF32_GOAL})",
+                        "PyTorch fp32 no cuDNN ms", f"MiB Caffe {main} / PyTorch fp32",
+                        f"memory ratio (≤ {NET_MEMORY_GOAL})"], train_rows), "",
+                 "Medians of forward + loss + backward per pass of `batch` samples (no solver update; frozen layers "
+                 "do no backward on either side); per paper batch multiply by iter_size. Caffe: `layer_bench --net`; "
+                 "fp32 is strict FP32 on both sides (TF32 off for convolutions and GEMMs). PyTorch is timed with "
+                 "`cudnn.benchmark` off and on; the ratios take the faster. Memory: Caffe, the device memory the net "
+                 "allocated (cuDNN's shared workspace included); PyTorch, the caching allocator's peak, the smaller "
+                 "of the two benchmark settings."]
     if test_rows:
-        text += ["", "### 25 × 10 test protocol (250 crops per video, forward only)",
-                 table(["net", "crops per pass", "Caffe ms per pass", "Caffe videos/s", "PyTorch fp32 videos/s",
-                        "PyTorch TF32 videos/s", "PyTorch fp32 / Caffe", "MiB Caffe / PyTorch fp32"], test_rows)]
+        text += ["", "### 25 × 10 test protocol (250 crops per video, forward only): videos/s",
+                 table(["net", "crops per pass"] + [f"Caffe {CAFFE_CONFIGS[key]}" for key in configs] +
+                       ["PyTorch fp32 (off / on)", "PyTorch TF32 (off / on)", f"PyTorch fp32 / Caffe {main}",
+                        f"MiB Caffe {main} / PyTorch fp32"], test_rows)]
     errors = [r for r in records if r.get("bench") == "error"]
     if errors:
-        text += ["", "Errors:"] + [f"- {r.get('framework')} {r.get('tool', r.get('precision', ''))} "
-                                   f"{r['name']}: {r['error'].splitlines()[0][:300]}" for r in errors]
+        text += ["", "Errors:"] + [f"- {r.get('framework')} {r.get('config', '')} "
+                                   f"{r.get('tool', r.get('precision', ''))} {r['name']}: "
+                                   f"{r['error'].splitlines()[0][:300] if r['error'] else ''}" for r in errors]
     return "\n".join(text)
 
 
@@ -281,6 +337,105 @@ def before_after_section(before, after):
                       "machines' states were."])
 
 
+#: caffe time's layer names -> kinds, by prefix.
+LAYER_KINDS = (("conv", "Convolution"), ("relu", "ReLU"), ("pool", "Pooling"), ("fc", "InnerProduct"),
+               ("cons_fc", "InnerProduct"), ("drop", "Dropout"), ("norm", "LRN"), ("mfuse", "MultiplicativeFusion"),
+               ("flow_amplify", "FlowAmplify"), ("rgb_conv", "Convolution"), ("flow_conv", "Convolution"),
+               ("rgb_relu", "ReLU"), ("flow_relu", "ReLU"), ("rgb_pool", "Pooling"), ("flow_pool", "Pooling"),
+               ("rgb_norm", "LRN"), ("flow_norm", "LRN"))
+
+
+def layer_kind(name):
+    for prefix, kind in LAYER_KINDS:
+        if name.startswith(prefix):
+            return kind
+    return "other"
+
+
+def layers_section(records):
+    """Per-layer-kind sums of ``caffe time``'s per-layer means (forward / backward ms), per Caffe config."""
+    timed = [r for r in pick(records, bench="caffe_time") if r.get("layers")]
+    if not timed:
+        return ""
+    kinds = [kind for _, kind in LAYER_KINDS] + ["other"]
+    kinds = list(dict.fromkeys(kinds))
+    rows = []
+    for r in timed:
+        sums = {}
+        for name, (forward, backward) in r["layers"].items():
+            total = sums.setdefault(layer_kind(name), [0.0, 0.0])
+            total[0] += forward or 0.0
+            total[1] += backward or 0.0
+        rows.append([r["name"], f"{r.get('build', 'cuda')} {r.get('config', 'fp32')}"] +
+                    [f"{fmt(sums[k][0])} / {fmt(sums[k][1])}" if k in sums else "–" for k in kinds] +
+                    [fmt(r["total_ms"])])
+    used = [i for i, k in enumerate(kinds) if any(row[2 + i] != "–" for row in rows)]
+    header = ["net", "config"] + [kinds[i] + " fwd / bwd" for i in used] + ["caffe time total ms"]
+    rows = [row[:2] + [row[2 + i] for i in used] + [row[-1]] for row in rows]
+    return "\n".join(["## Where the time goes: `caffe time` per layer kind (ms per pass, means)", table(header, rows),
+                      "", "Sums of `caffe time`'s per-layer means by layer name (conv*, relu*, pool*, fc*, drop*, ...); "
+                      "`caffe time` synchronises after every layer, so its total is above layer_bench's median."])
+
+
+CHOICE_LINE = re.compile(r"cuDNN convolution '([^']+)' .*? (forward|backward-filter|backward-data): (\S+) \((.*)\)$")
+
+
+def choices_section(records):
+    """The algorithms the cuDNN build chose per layer, from ``caffe time``'s log lines (strict FP32 and TF32)."""
+    lines = []
+    for r in pick(records, bench="caffe_time"):
+        if not r.get("cudnn_choices") or r.get("name") != "temporal":
+            continue
+        chosen = {}
+        for line in r["cudnn_choices"]:
+            match = CHOICE_LINE.search(line)
+            if match:
+                layer, direction, algo, why = match.groups()
+                ms = re.search(r": ([0-9.eE+-]+) ms", why)
+                workspace = re.search(r"workspace ([0-9.]+ MiB)", why)
+                cell = algo + (f" {float(ms.group(1)):.2f} ms" if ms else "") + \
+                    (f", {workspace.group(1)}" if workspace else "")
+                chosen.setdefault(layer, {})[direction] = cell
+        rows = [[layer, d.get("forward", "–"), d.get("backward-filter", "–"), d.get("backward-data", "–")]
+                for layer, d in chosen.items()]
+        if rows:
+            lines += [f"### temporal, {r.get('config')}", table(["layer", "forward", "backward-filter",
+                                                                  "backward-data"], rows), ""]
+    if not lines:
+        return ""
+    return "\n".join(["## cuDNN's choices (temporal net, from the log; find's measured time, workspace)", ""] +
+                     lines).rstrip()
+
+
+def accuracy_section(records):
+    accuracy = pick(records, bench="accuracy")
+    if not accuracy:
+        return ""
+    rows = [[r["name"], r["run"], r["blob"], r["kind"], "×".join(map(str, r["shape"])),
+             "–" if r["max_rel"] is None else f"{r['max_rel']:.1e}",
+             "–" if r["norm_rel"] is None else f"{r['norm_rel']:.1e}"] for r in accuracy]
+    return "\n".join(["## Accuracy against strict FP32 (same inputs, weights and dropout masks)",
+                      table(["net", "run", "blob", "kind", "shape", "max abs(x − ref) / max abs(ref)",
+                             "‖x − ref‖ / ‖ref‖"], rows), "",
+                      "ref: strict FP32, `MFUSE_CUDNN_ALGO=find`. fp32_repeat: the same settings again; "
+                      "fp32_heuristic: other algorithms, same math; tf32: `MFUSE_TF32=1`. data: the blob's values "
+                      "after the forward pass; param_diff: the layer's weight gradient after the backward pass."])
+
+
+def checks_section(records):
+    """gtest runs and bad-input checks written by the run script."""
+    gtests, bad = pick(records, bench="gtest"), pick(records, bench="bad_input")
+    lines = []
+    if gtests:
+        lines += ["## gtests on the GPU"] + [
+            f"- `{r['label']}` ({r.get('env') or 'defaults'}): {r['passed']} passed, {r['failed']} failed, "
+            f"{fmt(r.get('seconds'), 0)} s, exit {r['exit_code']}; filter `{r['filter']}`" for r in gtests]
+    if bad:
+        lines += ["", "## Bad settings (each must stop with one line naming the setting and what it allows)"] + [
+            f"- `{r['setting']}`: exit {r['exit_code']}, {r['lines']} line(s): `{r['message']}`" for r in bad]
+    return "\n".join(lines).strip()
+
+
 def memcheck_section(records):
     memcheck = pick(records, bench="memcheck")
     if not memcheck:
@@ -299,7 +454,9 @@ def memcheck_section(records):
 def summary(records, before=None) -> str:
     sections = [environment_section(records), fusion_section(records, "gpu"), amplify_section(records, "gpu"),
                 before_after_section(before, records) if before else "", variants_section(records),
-                parity_section(records), gtest_section(records), nets_section(records), memcheck_section(records),
+                parity_section(records), gtest_section(records), nets_section(records), layers_section(records),
+                choices_section(records), accuracy_section(records), checks_section(records),
+                memcheck_section(records),
                 fusion_section(records, "cpu"), amplify_section(records, "cpu")]
     return "# mfuse benchmarks\n\n" + "\n\n".join(section for section in sections if section) + "\n"
 
