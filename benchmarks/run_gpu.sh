@@ -163,8 +163,9 @@ NET
     log="$(mktemp)"
     env "$setting" timeout 60 "$BUNDLE/bin/caffe" time -model "$net" -gpu 0 -iterations 1 >"$log" 2>&1
     code=$?
-    lines=$(grep -cE '^[EF][0-9]{4} |Check failure|^\*\*\*' "$log")
-    message=$(grep -E '^[EF][0-9]{4} ' "$log" | head -1 | sed -e 's/^[^]]*\] //' -e 's/["\\]/ /g')
+    # glog's prefix is E/F + MMDD (glog < 0.6) or YYYYMMDD (Debian 12's glog 0.6) + a space.
+    lines=$(grep -cE '^[EF]([0-9]{4}|[0-9]{8}) |Check failure|^\*\*\*' "$log")
+    message=$(grep -E '^[EF]([0-9]{4}|[0-9]{8}) ' "$log" | head -1 | sed -e 's/^[^]]*\] //' -e 's/["\\]/ /g')
     echo "{\"bench\": \"bad_input\", \"setting\": \"$setting\", \"exit_code\": $code, \"lines\": $lines," \
       "\"message\": \"$message\"}" >>"$OUT_DIR/checks.jsonl"
     echo "bad setting $setting: exit $code, $lines error line(s): $message"
