@@ -117,3 +117,48 @@ def test_crop_larger_than_frames_is_refused(data_root):
     loader = loader_from_params(params(data_root, crop_size=60))
     with pytest.raises(ValueError, match="does not fit"):
         loader.next_batch()
+
+
+@pytest.fixture
+def solver_rank_1_of_2():
+    """Caffe's solver count and rank as in rank 1 of a two-process multi-GPU run (mfuse.training.worker)."""
+    caffe.set_solver_count(2)
+    caffe.set_solver_rank(1)
+    caffe.set_multiprocess(True)
+    try:
+        yield
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+        caffe.set_multiprocess(False)
+
+
+def data_net(tmp_path, data_root, **given):
+    param_str = json.dumps({"source": str(data_root), "modalities": ["rgb"], "batch_size": 3, "crop_size": 40,
+                            "shuffle": False, "mirror": False, **given})
+    n = caffe.NetSpec()
+    n.data_rgb, n.label = L.Python(module="mfuse.layers.video_data", layer="VideoDataLayer", param_str=param_str,
+                                   ntop=2)
+    path = tmp_path / "net.prototxt"
+    path.write_text(str(n.to_proto()))
+    return path
+
+
+def test_a_train_layer_reads_the_share_of_its_solver_rank(data_root, tmp_path, solver_rank_1_of_2):
+    net = caffe.Net(str(data_net(tmp_path, data_root)), caffe.TRAIN)
+    net.forward()
+    share = loader_from_params(params(data_root, modalities=["rgb"], batch_size=3, shuffle=False, mirror=False,
+                                      rank=1, num_ranks=2)).next_batch()
+    first = loader_from_params(params(data_root, modalities=["rgb"], batch_size=3, shuffle=False,
+                                      mirror=False)).next_batch()
+    np.testing.assert_array_equal(net.blobs["data_rgb"].data, share["rgb"])
+    assert not np.array_equal(share["rgb"], first["rgb"])
+    # TEST nets run on rank 0 alone and read everything.
+    test_net = caffe.Net(str(data_net(tmp_path, data_root)), caffe.TEST)
+    test_net.forward()
+    np.testing.assert_array_equal(test_net.blobs["data_rgb"].data, first["rgb"])
+
+
+def test_a_param_str_rank_count_that_disagrees_with_the_solvers_is_refused(data_root, tmp_path, solver_rank_1_of_2):
+    with pytest.raises(Exception, match="num_ranks 3 disagrees with the 2 solvers"):
+        caffe.Net(str(data_net(tmp_path, data_root, num_ranks=3)), caffe.TRAIN)

@@ -4,9 +4,11 @@
 as written, so one iteration learns from ``batch_size x iter_size x GPUs`` samples; the gradients are
 averaged over the ranks (Caffe's NCCL all-reduce sums them and scales by ``1 / GPUs``), so this equals one
 GPU with that many samples per iteration. ``BATCH_SPLIT`` keeps the solver's total ``batch_size x
-iter_size`` (the paper's batch) instead: ``iter_size`` is divided by the number of GPUs when it is a multiple
-of it, else the TRAIN data layer's ``batch_size``; a total that neither divides is refused. The plan of a
-run is a :class:`BatchPlan`; :func:`write_rank_solver` writes the solver the ranks run.
+iter_size`` (the paper's batch) instead: each rank learns from ``total / GPUs`` samples per iteration, in
+passes of the largest batch that divides it and is not larger than the TRAIN data layer's ``batch_size`` (so
+``iter_size`` shrinks first: VGG19 fusion's 32 x 4 = 128 runs as 32 x 2 on 2 GPUs, 32 x 1 on 4, 16 x 1 on 8); a
+total that is not a multiple of the number of GPUs is refused. The plan of a run is a :class:`BatchPlan`;
+:func:`write_rank_solver` writes the solver the ranks run.
 
 Relative paths in a solver (``net``, ``snapshot_prefix``) resolve against the directory Caffe runs in
 (``cwd``), as in ``caffe train``.
@@ -209,13 +211,14 @@ def plan_batch(solver_path: str | Path, ranks: int, mode: str = BATCH_PER_GPU, c
                          f"run has {ranks} rank(s); leave num_ranks out (the layer takes the solver's ranks)")
     if mode == BATCH_PER_GPU or ranks == 1:
         return BatchPlan(ranks, batch, iter_size)
-    if iter_size % ranks == 0:
-        return BatchPlan(ranks, batch, iter_size // ranks)
-    if batch % ranks == 0:
-        return BatchPlan(ranks, batch // ranks, iter_size)
-    raise ValueError(f"{solver_path}: batch {batch} (data layer '{layer.name}') x iter_size {iter_size} = "
-                     f"{batch * iter_size} cannot be split over {ranks} GPUs: neither iter_size nor the batch is a "
-                     f"multiple of {ranks} (use batch mode '{BATCH_PER_GPU}', or a solver whose batch divides)")
+    total = batch * iter_size
+    if total % ranks:
+        raise ValueError(f"{solver_path}: batch {batch} (data layer '{layer.name}') x iter_size {iter_size} = {total} "
+                         f"cannot be split over {ranks} GPUs: {total} is not a multiple of {ranks} (use batch mode "
+                         f"'{BATCH_PER_GPU}', or a solver whose batch divides)")
+    share = total // ranks
+    per_pass = max(size for size in range(1, min(batch, share) + 1) if share % size == 0)
+    return BatchPlan(ranks, per_pass, share // per_pass)
 
 
 def write_rank_solver(solver_path: str | Path, plan: BatchPlan, out: str | Path, cwd: str | Path = ".") -> Path:

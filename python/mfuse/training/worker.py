@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfuse.training.launcher import StatusChannel
+from mfuse.training.solver import load_solver
 
 #: The NCCL unique id of a run (hex), made once by the launcher and given to every rank.
 NCCL_UID_ENV = "MFUSE_NCCL_UID"
@@ -148,7 +149,7 @@ def run_rank(config: RankConfig, status: StatusChannel, uid: bytes | None = None
         solver.add_callback(nccl)
         if solver.param.layer_wise_reduce:
             solver.net.after_backward(nccl)
-    param = solver.param
+    param = load_solver(config.solver)   # pycaffe's solver.param shows only a few fields
     solver.step(param.max_iter - solver.iter)
     status.iteration(solver.iter, data_seconds[0] if data_seconds else None)
     if config.rank == 0 and param.snapshot_after_train and (not param.snapshot or solver.iter % param.snapshot):
