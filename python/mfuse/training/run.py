@@ -46,13 +46,13 @@ class TrainResult:
     """What :func:`run_training` did.
 
     Attributes:
-        final: the final caffemodel.
+        final: the final caffemodel (None for a solver that writes none: ``snapshot_after_train: false``).
         skipped: True when it existed from an identical earlier run (nothing was trained).
         plan: the batch plan; log: rank 0's (or the binary's) log.
         timeline: rank 0's ``(iteration, seconds since launch, data-layer seconds or None)`` events of a
             multi-process run (empty otherwise).
     """
-    final: Path
+    final: Path | None
     skipped: bool
     plan: BatchPlan
     log: Path
@@ -115,6 +115,9 @@ def train(solver_path: str | Path, log_path: str | Path | None = None, weights: 
         ValueError: a solver or net that cannot be read, weights together with a snapshot, or a batch that does
             not split over the GPUs.
     """
+    if not read_solver(solver_path).writes_final:
+        raise ValueError(f"{solver_path}: the solver writes no final snapshot (snapshot_after_train: false and no "
+                         f"snapshot interval dividing max_iter)")
     return run_training(solver_path, log_path, weights, cwd, gpus, snapshot, progress, force, batch, announce,
                         start_timeout, stall_timeout).final
 
@@ -148,7 +151,7 @@ def run_training(solver_path: str | Path, log_path: str | Path | None = None, we
     if engine not in (ENGINE_AUTO, ENGINE_RANKS):
         raise ValueError(f"engine must be {ENGINE_AUTO!r} or {ENGINE_RANKS!r}, got {engine!r}")
     info = read_solver(solver_path)
-    final = info.final_caffemodel(cwd)
+    final = info.final_caffemodel(cwd) if info.writes_final else None
     gpu_ids = None if gpus is None else resolve_gpus(gpus, cuda_device_count)
     use_ranks = engine == ENGINE_RANKS or (gpu_ids is not None and len(gpu_ids) > 1)
     ranks = (len(gpu_ids) if gpu_ids is not None else cpu_ranks) if use_ranks else 1
@@ -157,10 +160,11 @@ def run_training(solver_path: str | Path, log_path: str | Path | None = None, we
         _require_nccl(gpu_ids)
     plan = plan_batch(solver_path, ranks, batch, cwd)
 
-    previous = record.read_record(final) if final.exists() or snapshot is not None else None
+    previous = record.read_record(final) if final is not None and (final.exists() or snapshot) else None
     inherited = previous["fingerprint"].get("weights") if previous and snapshot is not None else None
     key = record.fingerprint(solver_path, plan, weights, cwd, weights_sha256=inherited)
-    if final.exists() and not force:
+    exists = final is not None and final.exists()
+    if exists and not force:
         if previous is None:
             announce(f"train: using {final} as it is: it has no run record (trained outside mfuse.training or "
                      f"before records); pass --force to retrain")
@@ -173,18 +177,19 @@ def run_training(solver_path: str | Path, log_path: str | Path | None = None, we
         announce(f"train: skipped, {final} is up to date (same solver, nets, weights and batch; its log: "
                  f"{previous.get('log')}); pass --force to retrain")
         return TrainResult(final, True, plan, log_path)
-    if final.exists():
+    if exists:
         announce(f"train: --force: retraining {final}")
 
     details = {"solver": str(solver_path), "weights": None if weights is None else str(weights),
                "log": str(log_path), "gpus": gpu_ids, "snapshot": None if snapshot is None else str(snapshot),
                "started": record.now()}
-    record.write_record(final, key, record.RUNNING, details)
+    if final is not None:
+        record.write_record(final, key, record.RUNNING, details)
     env = {**os.environ, GLOG_LEVEL_ENV: "0", **NCCL_ENV}   # the log is parsed: Caffe must log at INFO
     if snapshot is not None:
         env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * plan.iter_size)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    (cwd / info.snapshot_prefix).parent.mkdir(parents=True, exist_ok=True)
     desc = f"train {solver_path.stem}"
     if use_ranks:
         where = f"GPUs {','.join(map(str, gpu_ids))}" if gpu_ids is not None else "CPU (no NCCL)"
@@ -215,6 +220,8 @@ def run_training(solver_path: str | Path, log_path: str | Path | None = None, we
             raise TrainingError(f"caffe train -solver {solver_path} failed (exit {returncode}); log {log_path}:\n"
                                 f"{tail}")
         timeline = []
+    if final is None:
+        return TrainResult(None, False, plan, log_path, tuple(timeline))
     if not final.exists():
         raise TrainingError(f"training {solver_path} ended without writing its final snapshot {final}; log "
                             f"{log_path}")

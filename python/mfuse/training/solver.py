@@ -46,6 +46,11 @@ class SolverInfo:
     snapshot: int = 0
     snapshot_after_train: bool = True
 
+    @property
+    def writes_final(self) -> bool:
+        """Whether the run ends with a snapshot (``snapshot_after_train``, or an interval dividing ``max_iter``)."""
+        return self.snapshot_after_train or bool(self.snapshot and self.max_iter % self.snapshot == 0)
+
     def final_caffemodel(self, cwd: str | Path) -> Path:
         """The snapshot Caffe writes at the end of training (relative prefixes resolve against ``cwd``)."""
         return Path(cwd) / f"{self.snapshot_prefix}_iter_{self.max_iter}.caffemodel"
