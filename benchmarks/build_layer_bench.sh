@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compiles benchmarks/layer_bench.cpp against the fork's builds (tools/setup.sh makes them):
-#   CUDA: .venv/mfuse-fork-cuda -> .carry/gpu/bin/layer_bench  (for the GPU bundle of tools/gpu_bundle.sh,
+#   CUDA: .venv/mfuse-fork-cuda -> .carry/gpu/bin/layer_bench  (for the GPU bundle of tools/device/gpu_bundle.sh,
 #         whose env.sh puts the bundle's lib/ — libcaffe and the Debian libraries — on LD_LIBRARY_PATH)
 #   CPU:  .venv/mfuse-fork-cpu  -> build/bench/layer_bench_cpu  (runs here; rpath to the CPU build)
 #
@@ -59,7 +59,7 @@ compile() {
 
 build_cuda() {
   if [ ! -f "$BUNDLE/env.sh" ]; then
-    echo "build_layer_bench: note: $BUNDLE has no env.sh yet; run tools/gpu_bundle.sh BEFORE this script" \
+    echo "build_layer_bench: note: $BUNDLE has no env.sh yet; run tools/device/gpu_bundle.sh BEFORE this script" \
       "(it empties the folder), from the same fork build" >&2
   fi
   compile cuda "$BUNDLE/bin/layer_bench" -I"$CUDA_HOME/include" -L"$CUDA_HOME/lib64" -lcublas -lcudart

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/run_gpu.sh [OUT]      (default: $OUT, else build/bench-gpu)
 #
-# Needs the bundle of tools/gpu_bundle.sh with bin/layer_bench added by benchmarks/build_layer_bench.sh (default
+# Needs the bundle of tools/device/gpu_bundle.sh with bin/layer_bench added by benchmarks/build_layer_bench.sh (default
 # .carry/gpu; BUNDLE=... overrides), python3 with torch, and optionally compute-sanitizer (PATH,
 # /usr/local/cuda*/bin, .carry/sanitizer/bin from benchmarks/fetch_sanitizer.sh, or an nvidia pip wheel).
 # Files under OUT (flat, 8 at most): env.json, layers_gpu.jsonl, nets_caffe.jsonl, nets_torch.jsonl,

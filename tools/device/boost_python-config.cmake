@@ -1,4 +1,4 @@
-# Boost.Python 1.74 for Python 3.12, built by tools/device_build.sh (Debian 12 ships it only for 3.11).
+# Boost.Python 1.74 for Python 3.12, built by tools/device/device_build.sh (Debian 12 ships it only for 3.11).
 # Installed as <prefix>/lib/cmake/boost_python-1.74.0/; Caffe's find_package(Boost COMPONENTS python312)
 # reaches it through Debian's BoostConfig when boost_python_DIR points here. Mirrors Debian's generated
 # config: target Boost::python, linked with Boost::headers.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs inside a bundle made by tools/device_bundle.sh (as its run_device_checks.sh), on the GPU machine, with
-# the bundle at <repo>/.carry/device (or MFUSE_REPO set) and a Python 3.12 as python3 (or MFUSE_PYTHON):
-#   1. pycaffe in that Python: import, the layer list (mfuse's C++ layers and Python), GPU mode;
+# Runs inside a bundle made by tools/device/device_bundle.sh (as its run_device_checks.sh), on the GPU machine,
+# with the bundle at <repo>/.carry/device (or MFUSE_REPO set) and a Python 3.12 as python3 (or MFUSE_PYTHON):
+#   1. pycaffe in that Python: import, the layer list (mfuse's C++ layers and Python), GPU mode, NCCL
+#      (caffe.has_nccl(), a full 128-byte caffe.NCCL.new_uid()), and `caffe device_query`;
 #   2. the GPU pytests of mfuse's layers (C++ layer on GPU against CPU and the Python twins); a skip fails;
 #   3. `caffe train -gpu 0` of the tiny spatial net with mfuse's Python data layer on the bundle's data;
 #   4. the 25-frame x 10-crop test of the trained net, pycaffe on GPU.
@@ -27,7 +28,13 @@ assert not missing, f"layer types missing: {sorted(missing)}"
 caffe.set_device(0)
 caffe.set_mode_gpu()
 print("GPU mode: ok, device 0")
+assert caffe.has_nccl(), "this pycaffe was built without NCCL"
+uid = caffe.NCCL.new_uid()
+assert isinstance(uid, bytes) and len(uid) == 128, f"NCCL unique id of {len(uid)} bytes, expected 128"
+print(f"NCCL: caffe.NCCL present, new_uid() gives {len(uid)} bytes")
 EOF
+caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' | grep -E "Device id|Major|Minor|Name|Total global" \
+  || fail "caffe device_query"
 
 echo "=== GPU pytests of mfuse's layers"
 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_layers_flow_amplify.py \

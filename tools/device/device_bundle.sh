@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Packs the device variant of the fork (CUDA + Python 3.12, made by tools/device_build.sh) into a folder for
+# Packs the device variant of the fork (CUDA + Python 3.12, made by tools/device/device_build.sh) into a folder for
 # the lent GPU machine: Ubuntu 24.04 with the CUDA runtime, cuBLAS/cuRAND, OpenBLAS and a Python 3.12 with
 # numpy, OpenCV, protobuf, scikit-image, PyYAML, tqdm and pytest, but none of Caffe's other dependencies.
-# A developer tool (see docs/gpu.md); the plain CUDA bundle is tools/gpu_bundle.sh.
+# cuDNN and NCCL are not packed: the device has them as pip wheels (tools/device/nvidia_libs.sh finds them).
+# A developer tool (see docs/gpu.md); the plain CUDA bundle is tools/device/gpu_bundle.sh.
 #
-#   bash tools/device_bundle.sh [OUT_DIR]      (default: .carry/device, git-ignored)
+#   bash tools/device/device_bundle.sh [OUT_DIR]      (default: .carry/device, git-ignored)
 #
 # The bundle:
 #   bin/caffe        the fork's binary (its Python layers run in the device's Python 3.12)
@@ -13,23 +14,27 @@
 #   python/          pycaffe (caffe/, with _caffe.so and proto/caffe_pb2.py) and the pure wheels mfuse needs
 #                    that the device lacks (lmdb, six), unpacked
 #   data/            a tiny prepared synthetic dataset (4 groups x 1 clip, DIS flow, LMDB) for a training run
-#   env.sh           source it: LD_LIBRARY_PATH, PATH, PYTHONPATH (bundle python/, the repo's python/, and the
-#                    device Python's site-packages for the caffe binary's embedded interpreter)
-#   run_device_checks.sh   pycaffe on GPU, the GPU pytests of mfuse's layers, a `caffe train -gpu 0` run
+#   env.sh           source it: LD_LIBRARY_PATH (with the device's cuDNN and NCCL), PATH, PYTHONPATH (bundle
+#                    python/, the repo's python/, and the device Python's site-packages for the caffe binary's
+#                    embedded interpreter), NCCL_NVLS_ENABLE=0
+#   run_device_checks.sh   pycaffe on GPU (caffe.NCCL), device_query, the GPU pytests of mfuse's layers, a
+#                    `caffe train -gpu 0` run with the Python data layer, the 25 x 10 test
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOG_TAG=device-bundle
+# shellcheck source=tools/lib/build.sh
+source "$REPO/tools/lib/build.sh"
 OUT="${1:-$REPO/.carry/device}"
 VENV="$REPO/.venv-device"
 FORK="$VENV/mfuse-fork-device"
-die() { printf 'device-bundle: ERROR: %s\n' "$*" >&2; exit 1; }
-[ -f "$FORK/COMPLETE" ] || die "no complete device build at $FORK; run tools/device_build.sh first"
+[ -f "$FORK/COMPLETE" ] || die "no complete device build at $FORK; run tools/device/device_build.sh first"
 
 # Wheels of packages mfuse imports on the device that its Python lacks (pins from requirements.txt).
 WHEELS=(lmdb six)
-# Libraries the device provides itself (base system, CUDA, BLAS, its Python, and the protobuf 3.21 and HDF5
+# Libraries the device provides itself (base system, CUDA, cuDNN, NCCL, BLAS, its Python, and the protobuf 3.21 and HDF5
 # 1.10 serial libraries of Ubuntu 24.04, same sonames as Debian 12's): never packed, nor what only they need
 # (HDF5's libcurl and its TLS/Kerberos/LDAP tree). env.sh checks on the device that all of them resolve.
-PROVIDED='^(linux-vdso|ld-linux|ld-linux-x86-64|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libz|libcuda|libcudart|libcublas|libcublasLt|libcurand|libnvidia|libopenblas|libblas|liblapack|libgfortran|libquadmath|libgomp|libpython3\.12|libprotobuf|libhdf5_serial|libhdf5_serial_hl)\.'
+PROVIDED='^(linux-vdso|ld-linux|ld-linux-x86-64|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libz|libcuda|libcudart|libcublas|libcublasLt|libcurand|libnvidia|libopenblas|libblas|liblapack|libgfortran|libquadmath|libgomp|libpython3\.12|libprotobuf|libhdf5_serial|libhdf5_serial_hl|libcudnn[a-z_]*|libnccl)\.'
 
 PY_LIBDIR="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
 BOOST_PY_LIBDIR="$(sed -n 's|^boost_python_DIR:[A-Z]*=\(.*\)/cmake/boost_python-1.74.0$|\1|p' "$FORK/caffe-build/CMakeCache.txt")"
@@ -83,7 +88,7 @@ for wheel in "$wheels"/*.whl; do
 done
 
 cat >"$OUT/env.sh" <<'EOF'
-# Source me (bash) on the device: the mfuse fork's device variant (tools/device_bundle.sh, docs/gpu.md).
+# Source me (bash) on the device: the mfuse fork's device variant (tools/device/device_bundle.sh, docs/gpu.md).
 # MFUSE_PYTHON picks the Python 3.12 (default python3); MFUSE_REPO the mfuse checkout (default: the bundle's
 # grandparent, as in <repo>/.carry/device).
 mfuse_bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -109,13 +114,15 @@ eval "$mfuse_py_env"
 export LD_LIBRARY_PATH="$mfuse_bundle/lib:$mfuse_py_libdir:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$mfuse_bundle/bin:$PATH"
 export PYTHONPATH="$mfuse_bundle/python:$mfuse_repo/python${PYTHONPATH:+:$PYTHONPATH}"
+mfuse_nvidia_libs="@NVIDIA_LIBS@"
+source "$mfuse_bundle/nvidia_libs.sh"
 # For bin/caffe, whose embedded interpreter knows neither the device Python's home nor its (venv's) packages.
 export MFUSE_PYTHONHOME="$mfuse_py_home" MFUSE_PYTHON_SITE="$mfuse_py_site" MFUSE_BUNDLE="$mfuse_bundle" \
   MFUSE_REPO="$mfuse_repo"
 unset mfuse_py_env mfuse_py_libdir mfuse_py_home mfuse_py_site
 if ldd "$mfuse_bundle/lib/libcaffe.so" "$mfuse_bundle/python/caffe/_caffe.so" | grep "not found" >&2; then
   echo "env.sh: libraries of libcaffe are missing on this machine (above); the bundle expects the machine's own" \
-    "CUDA, OpenBLAS, libprotobuf.so.32 (3.21), libhdf5_serial.so.103 (1.10) and libpython3.12" >&2
+    "CUDA, cuDNN, NCCL, OpenBLAS, libprotobuf.so.32 (3.21), libhdf5_serial.so.103 (1.10) and libpython3.12" >&2
   return 1 2>/dev/null || exit 1
 fi
 EOF
@@ -128,7 +135,9 @@ export PYTHONHOME="$MFUSE_PYTHONHOME" PYTHONPATH="$PYTHONPATH:$MFUSE_PYTHON_SITE
 exec "$(dirname "${BASH_SOURCE[0]}")/caffe.bin" "$@"
 EOF
 chmod +x "$OUT/bin/caffe"
-cp "$REPO/tools/device_checks.sh" "$OUT/run_device_checks.sh"
+sed -i "s/@NVIDIA_LIBS@/$(nvidia_libs_of "$OUT/lib/libcaffe.so")/" "$OUT/env.sh"
+cp "$REPO/tools/device/nvidia_libs.sh" "$OUT/"
+cp "$REPO/tools/device/device_checks.sh" "$OUT/run_device_checks.sh"
 
 # A tiny prepared dataset for the training run (written with this bundle's pycaffe: LMDB datums; one
 # process: spawned pool workers cannot re-run a main script read from stdin).

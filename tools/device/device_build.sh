@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Developer tool, not part of the README's setup: builds the *device variant* of the fork — CUDA + Python
-# 3.12 — for the lent GPU machine (Ubuntu 24.04, Python 3.12, none of Caffe's dependencies). Debian 12 has no
-# Python 3.12, so this needs one with a shared libpython and headers (a pyenv 3.12 has both). Then
-# `bash tools/device_bundle.sh` packs the build for the device; docs/gpu.md explains the whole route.
+# Developer tool, not part of the README's setup: builds the *device variant* of the fork — CUDA (+ cuDNN and
+# NCCL when the toolkit has them, as the default CUDA variant of tools/setup.sh) + Python 3.12 — for the lent
+# GPU machine (Ubuntu 24.04, Python 3.12, none of Caffe's dependencies). Debian 12 has no Python 3.12, so this
+# needs one with a shared libpython and headers (a pyenv 3.12 built with --enable-shared has both). Then
+# `bash tools/device/device_bundle.sh` packs the build for the device; docs/gpu.md explains the whole route.
 #
-#   MFUSE_DEVICE_PYTHON=/path/to/python3.12 bash tools/device_build.sh
+#   MFUSE_DEVICE_PYTHON=/path/to/python3.12 bash tools/device/device_build.sh
 #
 # Steps (each reused when its inputs are unchanged):
 #   1. .venv-device/: a venv of that Python with requirements.txt (numpy's headers build pycaffe; the tests
@@ -12,25 +13,24 @@
 #   2. Boost.Python 1.74 for 3.12: Debian bookworm's boost1.74 source package (apt-get source with a private
 #      configuration; sums in tools/device/boost1.74.sha256), Debian's Python patches, libs/python/src
 #      compiled against the system's Boost 1.74 headers -> <cache>/boost-python312-<key>/;
-#   3. the fork through CMakeLists.txt with CUDA and MFUSE_EXTRA_CAFFE_ARGS naming that Python and Boost.Python
-#      -> <cache>/fork-device-<key>/ (COMPLETE stamp as in tools/setup.sh); .venv-device/mfuse-fork-device
-#      links to it.
+#   3. the fork through tools/lib/build.sh (as tools/setup.sh builds it) with CUDA, cuDNN, NCCL and
+#      MFUSE_EXTRA_CAFFE_ARGS naming that Python and Boost.Python -> <cache>/fork-device-<key>/;
+#      .venv-device/mfuse-fork-device links to it.
 # Environment: MFUSE_DEVICE_PYTHON (default: python3.12 on PATH, else the newest pyenv 3.12), MFUSE_CACHE_DIR
-# (default ~/.cache/mfuse), MFUSE_JOBS (default: number of cores).
+# (default ~/.cache/mfuse), MFUSE_JOBS (default: number of cores), CUDNN_ROOT, NCCL_ROOT (as for setup.sh).
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${MFUSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mfuse}"
 JOBS="${MFUSE_JOBS:-$(nproc)}"
+LOG_TAG=device-build
 VENV="$REPO/.venv-device"
 SUMS="$REPO/tools/device/boost1.74.sha256"
 BOOST_VERSION="1.74.0+ds1-21"  # Debian 12's boost1.74: its headers are in /usr/include
 BOOST_ORIG="boost1.74_1.74.0+ds1.orig.tar.xz"
 BOOST_DEBIAN="boost1.74_${BOOST_VERSION}.debian.tar.xz"
-
-T0=$SECONDS
-stage() { printf '[device-build %s] %s (%ds)\n' "$1" "$2" "$((SECONDS - T0))"; }
-die() { printf 'device-build: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tools/lib/build.sh
+source "$REPO/tools/lib/build.sh"
 
 find_python() {
   local py="${MFUSE_DEVICE_PYTHON:-}"
@@ -61,9 +61,6 @@ EOF
   stage 0/3 "Python: $PY ($PY_LIBRARY)"
 }
 
-# shellcheck source=tools/lib/venv.sh
-source "$REPO/tools/lib/venv.sh"
-
 # Debian's source package through apt's own client (signature-checked), with a private configuration: the
 # system's sources are never touched. Then the sums committed in tools/device/boost1.74.sha256.
 boost_sources() {
@@ -87,7 +84,7 @@ boost_sources() {
 
 build_boost_python() {
   local key work src obj
-  key="$( { cat "$SUMS" "$REPO/tools/device/boost_python-config.cmake"; sed -n '/^build_boost_python()/,/^}/p' "$REPO/tools/device_build.sh";
+  key="$( { cat "$SUMS" "$REPO/tools/device/boost_python-config.cmake"; sed -n '/^build_boost_python()/,/^}/p' "$REPO/tools/device/device_build.sh";
             g++ --version | head -1; "$PY" --version; } | sha256sum | cut -c1-16)"
   BOOST_PY="$CACHE/boost-python312-$key"
   if [ -f "$BOOST_PY/COMPLETE" ]; then
@@ -128,69 +125,23 @@ build_boost_python() {
   touch "$BOOST_PY/COMPLETE"
 }
 
-# Same inputs as tools/setup.sh's key for the CUDA variant, plus this Python, the Boost.Python build and
-# this script.
-build_key() {
-  {
-    echo "variant=device"
-    (cd "$REPO" && find CMakeLists.txt cmake patches layers -type f -print0 | sort -z | xargs -0 sha256sum)
-    sed -n '/^build_fork()/,/^}/p' "$REPO/tools/device_build.sh"
-    echo "$BOOST_PY"
-    g++ --version | head -1
-    cmake --version | head -1
-    grep -E '^numpy==' "$REPO/requirements.txt"
-    "$PY" --version
-    "$NVCC" --version | tail -2
-  } | sha256sum | cut -c1-16
+# The build must link the Boost.Python of step 2, not Debian's for 3.11.
+check_device_build() {
+  readelf -d "$1/install/lib/libcaffe.so" | grep -q "libboost_python312" \
+    || die "libcaffe.so does not link Boost.Python 3.12 (Caffe's CMake took another; see $1.log)"
 }
 
-build_fork() {
-  local key dir extra
-  key="$(build_key)"
-  dir="$CACHE/fork-device-$key"
-  if [ -f "$dir/COMPLETE" ]; then
-    stage 3/3 "fork (device): cached build $dir"
-  else
-    rm -rf "$dir"
-    stage 3/3 "fork (device): building into $dir (log: $dir.log)"
-    export CCACHE_DIR="$CACHE/ccache" CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=5G
-    mkdir -p "$CACHE/bin"
-    printf '#!/bin/sh\nexec ccache "%s" "$@"\n' "$NVCC" >"$CACHE/bin/nvcc"
-    chmod +x "$CACHE/bin/nvcc"
-    # FindCUDA drops a -DCUDA_NVCC_EXECUTABLE on the first configure (CUDA_TOOLKIT_ROOT_DIR differs from its
-    # empty internal copy) but always takes the environment's: that is how the ccache wrapper reaches it.
-    export CUDA_NVCC_EXECUTABLE="$CACHE/bin/nvcc"
-    # Caffe's own CMake: python_version=3.12 makes it ask Boost for component python312, which Debian's
-    # BoostConfig looks up as boost_python_DIR; FindPythonLibs would find Debian's 3.11, so name 3.12's.
-    extra="-Dpython_version=3.12;-Dboost_python_DIR=$BOOST_PY/lib/cmake/boost_python-1.74.0"
-    extra+=";-DPYTHON_LIBRARY=$PY_LIBRARY;-DPYTHON_INCLUDE_DIR=$PY_INCLUDE"
-    extra+=";-DCUDA_TOOLKIT_ROOT_DIR=$(dirname "$(dirname "$NVCC")")"
-    if ! { cmake -S "$REPO" -B "$dir" -DMFUSE_PYTHON="$VENV/bin/python" -DMFUSE_WITH_CUDA=ON \
-             -DMFUSE_DOWNLOAD_DIR="$CACHE/downloads" -DMFUSE_JOBS="$JOBS" "-DMFUSE_EXTRA_CAFFE_ARGS=$extra" \
-           && cmake --build "$dir"; } >"$dir.log" 2>&1; then
-      grep -E "mfuse: |error|Error" "$dir.log" | head -20 >&2 || true
-      die "the device fork build failed; full log: $dir.log"
-    fi
-    grep -q "^CUDA_NVCC_EXECUTABLE:FILEPATH=$CACHE/bin/nvcc$" "$dir/caffe-build/CMakeCache.txt" \
-      || echo "device-build: warning: Caffe's FindCUDA did not take the ccache nvcc wrapper (rebuilds recompile CUDA)" >&2
-    readelf -d "$dir/install/lib/libcaffe.so" | grep -q "libboost_python312" \
-      || die "libcaffe.so does not link Boost.Python 3.12 (Caffe's CMake took another; see $dir.log)"
-    touch "$dir/COMPLETE"
-    stage 3/3 "fork (device): built"
-  fi
-  ln -sfn "$dir" "$VENV/mfuse-fork-device"
-  # Keep the two newest device builds.
-  ls -dt "$CACHE"/fork-device-???????????????? 2>/dev/null | tail -n +3 | while read -r old; do
-    rm -rf "$old" "$old.log"
-  done
-}
-
-NVCC="$(command -v nvcc || true)"
-[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
-[ -n "$NVCC" ] || die "nvcc not found (PATH or /usr/local/cuda): the device variant is a CUDA build"
+find_cuda || die "no CUDA toolkit (nvcc and cuBLAS on PATH or in /usr/local/cuda): the device variant is a CUDA build"
 mkdir -p "$CACHE"
 find_python
 make_venv "$VENV" "$PY" 1/3
 build_boost_python
-build_fork
-stage done "device build ready: $VENV/mfuse-fork-device; now bash tools/device_bundle.sh"
+cuda_features device
+stage 3/3 "fork (device): $CUDA_SUMMARY"
+# Caffe's own CMake: python_version=3.12 makes it ask Boost for component python312, which Debian's
+# BoostConfig looks up as boost_python_DIR; FindPythonLibs would find Debian's 3.11, so name 3.12's.
+extra="-Dpython_version=3.12;-Dboost_python_DIR=$BOOST_PY/lib/cmake/boost_python-1.74.0"
+extra+=";-DPYTHON_LIBRARY=$PY_LIBRARY;-DPYTHON_INCLUDE_DIR=$PY_INCLUDE"
+FORK_CHECK=check_device_build build_fork device 3/3 "$VENV/mfuse-fork-device" 2 "$("$PY" --version) $BOOST_PY $CUDA_KEY" \
+  -DMFUSE_PYTHON="$VENV/bin/python" "${CUDA_ARGS[@]}" "-DMFUSE_EXTRA_CAFFE_ARGS=$extra"
+stage done "device build ready: $VENV/mfuse-fork-device; now bash tools/device/device_bundle.sh"

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Runs inside a bundle made by tools/gpu_bundle.sh, on a machine with an NVIDIA GPU:
+# Runs inside a bundle made by tools/device/gpu_bundle.sh, on a machine with an NVIDIA GPU:
 # `caffe device_query`, the GPU gtests (upstream layers + mfuse layers) and a `caffe train -gpu 0` smoke run.
 #   bash run_gpu_checks.sh [gtest filter]
-# Default filter: the upstream suites and mfuse's layers, plus upstream's cuDNN layer suites (CuDNN*) in a
-# cudnn bundle (gpu_bundle.sh --variant cudnn). MFUSE_TF32=1 in the environment allows TF32 math.
+# Default filter: the upstream suites and mfuse's layers, plus upstream's cuDNN layer suites (CuDNN*) when the
+# build has cuDNN (the default cuda variant). MFUSE_TF32=1 in the environment allows TF32 math.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source ./env.sh
 # gtest death tests re-execute argv[0]: the binary must be called by its path, not through PATH.
 VARIANT="$(cat VARIANT 2>/dev/null || echo cuda)"
 DEFAULT_FILTER="NetTest*:InnerProductLayerTest*:ConvolutionLayerTest*:EltwiseLayerTest*:PoolingLayerTest*:PowerLayerTest*:SGDSolverTest*:*FlowAmplify*:*MultiplicativeFusion*"
-[ "$VARIANT" = cudnn ] && DEFAULT_FILTER="$DEFAULT_FILTER:CuDNN*"
+case " $mfuse_nvidia_libs " in *" cudnn "*) DEFAULT_FILTER="$DEFAULT_FILTER:CuDNN*" ;; esac
 FILTER="${1:-$DEFAULT_FILTER}"
 status=0
-echo "=== bundle variant: $VARIANT, MFUSE_TF32=${MFUSE_TF32:-0}"
+echo "=== bundle variant: $VARIANT (links: ${mfuse_nvidia_libs:-no cuDNN, no NCCL}), MFUSE_TF32=${MFUSE_TF32:-0}"
 
 echo "=== caffe device_query -gpu 0"
 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' || status=1
