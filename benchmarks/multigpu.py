@@ -2,8 +2,10 @@
 
     python benchmarks/multigpu.py --tiny-data DIR --data DIR --out DIR [--gpus 2]
 
-(a) **Agreement.** The committed tiny m-fuse conv5 net (``prototxt/tiny/mfuse_conv5_*``, its solver's
-    schedule) for ``--agreement-iters`` (500) iterations at the same total batch 32 through
+(a) **Agreement.** The committed tiny m-fuse conv5 net (``prototxt/tiny/mfuse_conv5_*``) with its towers
+    learning (there are no trained towers to start from; at the fusion schedule's lr 1e-3 the loss stays at
+    chance for 500 iterations, so ``--agreement-lr`` is the tiny stream nets' 1e-2, momentum and decay as
+    committed) for ``--agreement-iters`` (500) iterations at the same total batch 32 through
     :func:`mfuse.training.run_training` (pycaffe ranks for both): one GPU (batch 32), N GPUs (``--batch
     split``: 32 / N each), and one GPU with another data seed as the noise reference. Loss curves are rank 0's
     per-iteration losses (``average_loss 1``), compared as means over windows; every learnable parameter of
@@ -48,11 +50,17 @@ SCALING_NETS = ("spatial", "mfuse_conv5")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny-data", type=Path, required=True, help="prepared synthetic dataset (64x48)")
-    parser.add_argument("--data", type=Path, required=True, help="prepared synthetic dataset (340x256)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--prepare-data", type=Path, metavar="DIR",
+                        help="only prepare the 340x256 dataset of the scaling runs in DIR (rgb + flow LMDBs of split 1, "
+                             "about 9 MiB) and exit")
+    parser.add_argument("--tiny-data", type=Path, help="prepared synthetic dataset (64x48)")
+    parser.add_argument("--data", type=Path, help="prepared synthetic dataset (340x256)")
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--gpus", type=int, default=2, help="GPUs of the multi-GPU runs")
     parser.add_argument("--agreement-iters", type=int, default=500)
+    parser.add_argument("--agreement-lr", type=float, default=0.01,
+                        help="base_lr of the agreement runs (the tiny stream nets' rate: the towers learn from "
+                             "scratch)")
     parser.add_argument("--window", type=int, default=50, help="iterations per loss-curve window")
     parser.add_argument("--iters", type=int, default=40, help="iterations of each scaling run")
     parser.add_argument("--warmup", type=int, default=10, help="scaling iterations left out of the rate")
@@ -60,7 +68,28 @@ def parse_args():
                                                                  "--cpu to try the script on a CPU)")
     parser.add_argument("--cpu", action="store_true", help="CPU ranks without NCCL (to try the script here)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["agreement", "scaling", "dummy"])
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.prepare_data is None and None in (args.tiny_data, args.data, args.out):
+        parser.error("--tiny-data, --data and --out are required (or --prepare-data alone)")
+    return args
+
+
+def prepare_scaling_data(root: Path) -> None:
+    """32 synthetic 340x256 videos of 12 frames (4 groups x 1 clip x 8 classes), DIS flow, rgb + flow LMDBs of
+    split 1, in ``root/data`` (what ``--data`` takes). Synthetic scenes are flat colours: their JPEGs are smaller
+    and faster to decode than UCF101's at the same size."""
+    from mfuse.prep.frames import ExtractSettings
+    from mfuse.prep.pipeline import prepare_dataset
+    from mfuse.synthetic.generator import SyntheticConfig, generate
+    from mfuse.synthetic.layout import UCF101_LIST_DIR
+
+    generate(root / "dataset", SyntheticConfig(num_groups=4, clips_per_group=1, num_frames=12, size=(340, 256)),
+             progress=False)
+    summary = prepare_dataset("ucf101", root / "dataset", root / "dataset" / UCF101_LIST_DIR, root / "data",
+                              ExtractSettings(short_side=None, flow_algorithm="dis"), splits=(1,),
+                              modalities=("rgb", "flow"), workers=2, progress=False)
+    if summary.failures:
+        raise SystemExit(f"preparing {root} failed for {len(summary.failures)} videos")
 
 
 def load_net(path: Path) -> caffe_pb2.NetParameter:
@@ -97,6 +126,14 @@ def constant_fillers(message) -> None:
                 constant_fillers(item)
 
 
+def trainable(net: caffe_pb2.NetParameter) -> None:
+    """Every frozen parameter of ``net`` (``lr_mult: 0``, the fusion nets' towers) learns (in place)."""
+    for layer in net.layer:
+        for spec in layer.param:
+            if spec.lr_mult == 0:
+                spec.lr_mult, spec.decay_mult = 1, 1
+
+
 def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
     """``net`` with its data layer replaced by ``DummyData`` of the same tops and shapes (constant 0)."""
     out = caffe_pb2.NetParameter()
@@ -120,7 +157,7 @@ def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
 
 
 def write_solver(out: Path, name: str, base: Path, net: caffe_pb2.NetParameter, max_iter: int,
-                 display: int, final_snapshot: bool) -> Path:
+                 display: int, final_snapshot: bool, base_lr: float | None = None) -> Path:
     """A solver with ``base``'s schedule training ``net`` (inline) for ``max_iter`` iterations, no test."""
     solver = load_solver(base)
     for field in ("net", "train_net", "net_param", "test_net", "test_net_param", "test_iter", "test_state",
@@ -129,6 +166,8 @@ def write_solver(out: Path, name: str, base: Path, net: caffe_pb2.NetParameter, 
     solver.train_net_param.CopyFrom(net)
     solver.max_iter, solver.display, solver.average_loss, solver.iter_size = max_iter, display, 1, 1
     solver.snapshot, solver.snapshot_after_train = 0, final_snapshot
+    if base_lr is not None:
+        solver.base_lr = base_lr
     solver.snapshot_prefix = str(out / name / "snap")
     path = out / name / "solver.prototxt"
     write_atomic(path, text_format.MessageToString(solver))
@@ -164,8 +203,10 @@ def agreement(args) -> dict:
     runs = {"1gpu": (1, 1), f"{args.gpus}gpu": (args.gpus, 1), "1gpu_seed2": (1, 2)}
     logs, times = {}, {}
     for name, (count, seed) in runs.items():
-        solver = write_solver(args.out / "agreement", name, base, train_only(net, args.tiny_data.resolve(), seed),
-                              args.agreement_iters, display=1, final_snapshot=False)
+        run_net = train_only(net, args.tiny_data.resolve(), seed)
+        trainable(run_net)   # towers without pretrained weights: they learn too, so the loss moves
+        solver = write_solver(args.out / "agreement", name, base, run_net, args.agreement_iters, display=1,
+                              final_snapshot=False, base_lr=args.agreement_lr)
         started = time.monotonic()
         train(solver, gpu_list(count, args.cpu), count, batch="split",
               rank_weights=solver.parent / "ranks")
@@ -253,6 +294,9 @@ def markdown(records: list[dict], device: str, args) -> str:
 
 def main():
     args = parse_args()
+    if args.prepare_data is not None:
+        prepare_scaling_data(args.prepare_data)
+        return
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     device = device_name(args.cpu)

@@ -179,4 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Leave without the interpreter's shutdown: the rank's work is done (or reported), and tearing down pycaffe's
+    # solver, NCCL and the data layer's prefetch thread in the interpreter's order can abort ("terminate called
+    # without an active exception") or block, which would turn a finished rank into a failed or hung one.
+    status_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status_code)
