@@ -2,10 +2,10 @@
 
     python benchmarks/multigpu.py --tiny-data DIR --data DIR --out DIR [--gpus 2]
 
-(a) **Agreement.** The committed tiny m-fuse conv5 net (``prototxt/tiny/mfuse_conv5_*``) with its towers
-    learning (there are no trained towers to start from; at the fusion schedule's lr 1e-3 the loss stays at
-    chance for 500 iterations, so ``--agreement-lr`` is the tiny stream nets' 1e-2, momentum and decay as
-    committed) for ``--agreement-iters`` (500) iterations at the same total batch 32 through
+(a) **Agreement.** The committed tiny m-fuse conv5 net and solver (``prototxt/tiny/mfuse_conv5_*``), started
+    from ``--fusion-init`` (``tools/surgery.py fusion-init`` of tiny spatial and temporal nets trained with the
+    committed tiny solvers: from random towers its loss stays at chance for hundreds of iterations, which would
+    compare nothing), for ``--agreement-iters`` (500) iterations at the same total batch 32 through
     :func:`mfuse.training.run_training` (pycaffe ranks for both): one GPU (batch 32), N GPUs (``--batch
     split``: 32 / N each), and one GPU with another data seed as the noise reference. Loss curves are rank 0's
     per-iteration losses (``average_loss 1``), compared as means over windows; every learnable parameter of
@@ -58,9 +58,7 @@ def parse_args():
     parser.add_argument("--out", type=Path)
     parser.add_argument("--gpus", type=int, default=2, help="GPUs of the multi-GPU runs")
     parser.add_argument("--agreement-iters", type=int, default=500)
-    parser.add_argument("--agreement-lr", type=float, default=0.01,
-                        help="base_lr of the agreement runs (the tiny stream nets' rate: the towers learn from "
-                             "scratch)")
+    parser.add_argument("--fusion-init", type=Path, help="initial weights of the tiny m-fuse conv5 net")
     parser.add_argument("--window", type=int, default=50, help="iterations per loss-curve window")
     parser.add_argument("--iters", type=int, default=40, help="iterations of each scaling run")
     parser.add_argument("--warmup", type=int, default=10, help="scaling iterations left out of the rate")
@@ -69,8 +67,8 @@ def parse_args():
     parser.add_argument("--cpu", action="store_true", help="CPU ranks without NCCL (to try the script here)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["agreement", "scaling", "dummy"])
     args = parser.parse_args()
-    if args.prepare_data is None and None in (args.tiny_data, args.data, args.out):
-        parser.error("--tiny-data, --data and --out are required (or --prepare-data alone)")
+    if args.prepare_data is None and None in (args.tiny_data, args.data, args.out, args.fusion_init):
+        parser.error("--tiny-data, --data, --fusion-init and --out are required (or --prepare-data alone)")
     return args
 
 
@@ -126,14 +124,6 @@ def constant_fillers(message) -> None:
                 constant_fillers(item)
 
 
-def trainable(net: caffe_pb2.NetParameter) -> None:
-    """Every frozen parameter of ``net`` (``lr_mult: 0``, the fusion nets' towers) learns (in place)."""
-    for layer in net.layer:
-        for spec in layer.param:
-            if spec.lr_mult == 0:
-                spec.lr_mult, spec.decay_mult = 1, 1
-
-
 def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
     """``net`` with its data layer replaced by ``DummyData`` of the same tops and shapes (constant 0)."""
     out = caffe_pb2.NetParameter()
@@ -157,17 +147,15 @@ def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
 
 
 def write_solver(out: Path, name: str, base: Path, net: caffe_pb2.NetParameter, max_iter: int,
-                 display: int, final_snapshot: bool, base_lr: float | None = None) -> Path:
+                 display: int, final_snapshot: bool) -> Path:
     """A solver with ``base``'s schedule training ``net`` (inline) for ``max_iter`` iterations, no test."""
     solver = load_solver(base)
     for field in ("net", "train_net", "net_param", "test_net", "test_net_param", "test_iter", "test_state",
-                  "test_interval", "test_initialization", "stepvalue"):
+                  "test_interval", "test_initialization"):
         solver.ClearField(field)
     solver.train_net_param.CopyFrom(net)
     solver.max_iter, solver.display, solver.average_loss, solver.iter_size = max_iter, display, 1, 1
     solver.snapshot, solver.snapshot_after_train = 0, final_snapshot
-    if base_lr is not None:
-        solver.base_lr = base_lr
     solver.snapshot_prefix = str(out / name / "snap")
     path = out / name / "solver.prototxt"
     write_atomic(path, text_format.MessageToString(solver))
@@ -203,12 +191,10 @@ def agreement(args) -> dict:
     runs = {"1gpu": (1, 1), f"{args.gpus}gpu": (args.gpus, 1), "1gpu_seed2": (1, 2)}
     logs, times = {}, {}
     for name, (count, seed) in runs.items():
-        run_net = train_only(net, args.tiny_data.resolve(), seed)
-        trainable(run_net)   # towers without pretrained weights: they learn too, so the loss moves
-        solver = write_solver(args.out / "agreement", name, base, run_net, args.agreement_iters, display=1,
-                              final_snapshot=False, base_lr=args.agreement_lr)
+        solver = write_solver(args.out / "agreement", name, base, train_only(net, args.tiny_data.resolve(), seed),
+                              args.agreement_iters, display=1, final_snapshot=False)
         started = time.monotonic()
-        train(solver, gpu_list(count, args.cpu), count, batch="split",
+        train(solver, gpu_list(count, args.cpu), count, batch="split", weights=args.fusion_init.resolve(),
               rank_weights=solver.parent / "ranks")
         times[name] = time.monotonic() - started
         logs[name] = solver.parent / "train.log"

@@ -174,9 +174,17 @@ def test_bad_requests_are_one_clear_error(runs, monkeypatch):
         train(solver, weights=state, snapshot=state, **kwargs)
     with pytest.raises(FileNotFoundError, match="weights .*missing.caffemodel does not exist"):
         train(solver, weights=tmp_path / "missing.caffemodel", **kwargs)
+    with pytest.raises(ValueError, match="give gpus or gpu, not both"):
+        train(solver, gpus=0, gpu=0, **kwargs)
+    no_final = tmp_path / "no_final.prototxt"
+    no_final.write_text(solver.read_text() + "snapshot_after_train: false\n")
+    with pytest.raises(ValueError, match="no_final.prototxt: the solver writes no final snapshot"):
+        train(no_final, **kwargs)
     monkeypatch.setattr(run_module, "cuda_device_count", lambda: 2)
     with pytest.raises(GpuSelectionError, match="gpus 0,5: GPU 5 does not exist; this machine has 2 GPUs"):
         train(solver, gpus="0,5", **kwargs)
+    with pytest.raises(GpuSelectionError, match="gpus 2: GPU 2 does not exist"):
+        train(solver, gpu=2, **kwargs)
     with pytest.raises(ValueError, match=r"batch 4 \(data layer 'data'\) x iter_size 2 = 8 cannot be split over 3"):
         monkeypatch.setattr(run_module, "cuda_device_count", lambda: 3)
         monkeypatch.setattr(run_module, "_require_nccl", lambda gpus: None)

@@ -23,6 +23,12 @@ def test_read_solver_and_final_snapshot(tmp_path):
     info = read_solver(VGG_FUSION)
     assert (info.max_iter, info.iter_size, info.snapshot, info.snapshot_after_train) == (60000, 4, 20000, True)
     assert info.final_caffemodel(tmp_path) == tmp_path / "runs/vgg19/mfuse_conv5/snap_iter_60000.caffemodel"
+    assert info.writes_final
+    for extra, writes in (("snapshot_after_train: false\n", False), ("snapshot_after_train: false\nsnapshot: 5\n", True),
+                          ("snapshot_after_train: false\nsnapshot: 3\n", False)):
+        solver = tmp_path / "s.prototxt"
+        solver.write_text(f'max_iter: 10\nsnapshot_prefix: "x"\n{extra}')
+        assert read_solver(solver).writes_final == writes
     bad = tmp_path / "bad.prototxt"
     bad.write_text("max_iter: 10\n")
     with pytest.raises(ValueError, match="bad.prototxt: a solver needs max_iter and snapshot_prefix"):

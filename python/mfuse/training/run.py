@@ -81,7 +81,8 @@ def train(solver_path: str | Path, log_path: str | Path | None = None, weights: 
           cwd: str | Path = ".", gpus: int | str | Sequence[int] | None = None,
           snapshot: str | Path | None = None, progress: bool = True, force: bool = False,
           batch: str = BATCH_PER_GPU, announce: Callable[[str], None] = _to_stderr,
-          start_timeout: float = START_TIMEOUT_S, stall_timeout: float = STALL_TIMEOUT_S) -> Path:
+          start_timeout: float = START_TIMEOUT_S, stall_timeout: float = STALL_TIMEOUT_S,
+          gpu: int | None = None) -> Path:
     """Trains ``solver_path`` to its final snapshot, or skips it when an identical run already wrote it;
     returns that caffemodel.
 
@@ -106,6 +107,7 @@ def train(solver_path: str | Path, log_path: str | Path | None = None, weights: 
             started); default: stderr.
         start_timeout, stall_timeout: the multi-GPU watchdog, seconds before a rank's first iteration and
             between two (0: off); a rank that exceeds them stops the run.
+        gpu: the earlier one-GPU argument, the same as ``gpus=gpu`` (not both).
 
     Raises:
         TrainingError: Caffe or a rank failed (the message names the cause and the log), or the final
@@ -115,6 +117,10 @@ def train(solver_path: str | Path, log_path: str | Path | None = None, weights: 
         ValueError: a solver or net that cannot be read, weights together with a snapshot, or a batch that does
             not split over the GPUs.
     """
+    if gpu is not None:
+        if gpus is not None:
+            raise ValueError("give gpus or gpu, not both")
+        gpus = gpu
     if not read_solver(solver_path).writes_final:
         raise ValueError(f"{solver_path}: the solver writes no final snapshot (snapshot_after_train: false and no "
                          f"snapshot interval dividing max_iter)")
