@@ -15,6 +15,8 @@ Both are written as JSON lines with the manifest's ``iter_size`` and ``unit`` (t
 
 ``DIR`` holds ``layer_bench`` and ``caffe`` (the GPU bundle's ``bin/``: source its ``env.sh`` first). Stdlib only.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import re

@@ -4,11 +4,16 @@
 
 One thread (the layer's prefetch thread does this work), LMDB storage, batches of 32, after one warm-up batch.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import time
 from pathlib import Path
+
+from mfuse.conventions import CROP_SIZE, SUBSETS
+from mfuse.fileio import write_atomic
 
 INPUTS = {"spatial": ["rgb"], "spatial_amp": ["rgb", "mag"], "temporal": ["flow"], "fusion": ["rgb", "flow"]}
 
@@ -16,9 +21,9 @@ INPUTS = {"spatial": ["rgb"], "spatial_amp": ["rgb", "mag"], "temporal": ["flow"
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--crop-size", type=int, default=CROP_SIZE)
     parser.add_argument("--batches", type=int, default=10)
-    parser.add_argument("--subset", choices=("train", "test"), default="train")
+    parser.add_argument("--subset", choices=SUBSETS, default="train")
     parser.add_argument("--nets", nargs="+", choices=sorted(INPUTS), default=list(INPUTS), help="inputs to time")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args()
@@ -41,10 +46,9 @@ def main():
             loader.next_batch()
         seconds = time.perf_counter() - start
         results[net] = 32 * args.batches / seconds
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"bench": "data_layer_speed", "data": str(args.data), "crop_size": args.crop_size,
-                                    "batch": 32,
-                                    "samples_per_s_one_core": results}, indent=1))
+    write_atomic(args.out, json.dumps({"bench": "data_layer_speed", "data": str(args.data),
+                                       "crop_size": args.crop_size, "batch": 32,
+                                       "samples_per_s_one_core": results}, indent=1))
     print("| net inputs | samples/s (one core) |\n|---|---|")
     for net, rate in results.items():
         print(f"| {net} ({'+'.join(INPUTS[net])}) | {rate:.0f} |")

@@ -7,6 +7,8 @@ Rows: ``decode+crop`` (frame store -> 250 crops of one video, one thread), ``for
 one pass), ``forward one crop at a time`` (250 passes of batch 1), ``pipeline`` (``evaluate_net``: decoding in
 threads overlapped with batched passes). Times are medians over the videos, in seconds per video.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -15,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from mfuse.conventions import GLOG_LEVEL_ENV
+from mfuse.fileio import write_atomic
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,7 +27,7 @@ def parse_args():
     parser.add_argument("--weights", type=Path, help="caffemodel (default: the prototxt's fillers)")
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--split", type=int, default=1)
-    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--crop-size", type=int, help="default: the deploy net's input size")
     parser.add_argument("--videos", type=int, default=8, help="videos timed")
     parser.add_argument("--gpu", type=int)
     parser.add_argument("--out", type=Path, required=True, help="JSON results")
@@ -37,19 +42,22 @@ def timed(function):
 
 def main():
     args = parse_args()
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_modalities,
-                                          video_crops)
-    from mfuse.prep.lmdb_store import open_frame_store
+    os.environ.setdefault(GLOG_LEVEL_ENV, "2")
+    from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_geometry,
+                                          protocol_for, video_crops)
+    from mfuse.stores.format import rgb_frame_count
+    from mfuse.stores.reader import open_frame_stores
 
     net = load_test_net(args.deploy, args.weights, args.gpu)
     output = list(net.blobs)[-1]
-    stores = {m: open_frame_store(args.data, args.split, "test", m) for m in net_modalities(net)}
-    protocol = Protocol(crop_size=args.crop_size)
-    videos = stores[net_modalities(net)[0]].index.videos[:args.videos]
+    geometry = net_geometry(net, str(args.deploy))
+    stores = open_frame_stores(args.data, args.split, "test", geometry.modalities)
+    protocol = protocol_for(Protocol(crop_size=args.crop_size), geometry, str(args.deploy))
+    reference = geometry.modalities[0]
+    videos = stores[reference].index.videos[:args.videos]
     decode, batched, single = [], [], []
     for video in videos:
-        frames = video.num_frames if "rgb" in stores else video.num_frames + 1
+        frames = rgb_frame_count(reference, video.num_frames)
         seconds, crops = timed(lambda: video_crops(stores, video.video_id, frames, protocol))
         decode.append(seconds)
         forward_crops(net, crops, output, protocol.max_batch)  # warm-up (reshape, allocation)
@@ -69,8 +77,7 @@ def main():
               "videos_per_s": {name: 1.0 / value for name, value in rows.items()},
               "batched_speedup": rows["forward one crop at a time"] / rows["forward batched"],
               "decode_over_forward": rows["decode+crop"] / rows["forward batched"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_atomic(args.out, json.dumps(result, indent=1))
     print("| step | s / video | videos / s |\n|---|---|---|")
     for name, value in rows.items():
         print(f"| {name} | {value:.4f} | {1 / value:.2f} |")

@@ -10,16 +10,17 @@ batch per pass and ``iter_size`` (the paper's batch is their product, as in the 
 
 Needs pycaffe and ``mfuse.nets`` (the project's venv after ``tools/setup.sh``).
 """
+from __future__ import annotations
+
 import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List
 
-from mfuse.nets.build_all import COMMITTED, build_net, net_text
-from mfuse.nets.fusion import FUSION_KINDS
-from mfuse.nets.inputs import DeployInputs, DummyInputs
+from mfuse.conventions import FUSION_KINDS
 from mfuse.fileio import write_atomic
+from mfuse.nets.build_all import COMMITTED, build_net, net_text
+from mfuse.nets.inputs import DeployInputs, DummyInputs
 
 #: Crops per video of the test protocol: 25 frames x (4 corners + centre, and their mirrors).
 TEST_CROPS_PER_VIDEO = 250
@@ -49,7 +50,7 @@ class BenchNet:
     unit: str = "clips"
 
 
-def bench_nets(backbone: str = "vgg19") -> List[BenchNet]:
+def bench_nets(backbone: str = "vgg19") -> list[BenchNet]:
     """The timed nets of ``backbone``'s committed set: spatial, amplified spatial, temporal, m-fuse conv5 (train,
     at the committed batch and iter_size) and the spatial deploy net at one video (250 crops) per pass."""
     net_set = COMMITTED[backbone]
@@ -64,7 +65,7 @@ def bench_nets(backbone: str = "vgg19") -> List[BenchNet]:
     return nets
 
 
-def write_bench_nets(out_dir, backbone: str = "vgg19") -> List[Path]:
+def write_bench_nets(out_dir, backbone: str = "vgg19") -> list[Path]:
     """Writes every net of ``bench_nets(backbone)`` and ``manifest.json`` under ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
     net_set = COMMITTED[backbone]

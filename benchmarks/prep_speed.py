@@ -28,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mfuse.fileio import atomic_path, write_atomic  # noqa: E402
 from mfuse.prep.flow import ALGORITHMS, create_flow_function  # noqa: E402
 from mfuse.prep.frames import ExtractSettings, extract_video, iter_frames  # noqa: E402
 
@@ -111,8 +112,7 @@ def main(argv=None) -> int:
 
 
 def write_results(out: Path, result: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "prep_speed.json").write_text(json.dumps(result, indent=1))
+    write_atomic(out / "prep_speed.json", json.dumps(result, indent=1))
     width, height = result["size"]
     lines = [f"# Data-preparation speed (one core, {width}x{height} frames, {result['frames']} frames, "
              f"min of {result['reps']} reps)", "",
@@ -126,7 +126,7 @@ def write_results(out: Path, result: dict) -> None:
                      f"{row['pipeline_pairs_per_s']:.2f} |")
     lines += ["", "Pipeline per pair = (extract_video with flow - extract_video without flow) / pairs: flow, "
               "quantisation, magnitude and the JPEG writes. Target: TV-L1 pipeline / bare <= 1.2."]
-    (out / "prep_speed.md").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "prep_speed.md", "\n".join(lines) + "\n")
     figure, axis = plt.subplots(figsize=(6, 3.2))
     names = ["frames"] + [r["algorithm"] for r in result["flow"]]
     rates = [result["frame_extraction_frames_per_s"]] + [r["pipeline_pairs_per_s"] for r in result["flow"]]
@@ -135,7 +135,8 @@ def write_results(out: Path, result: dict) -> None:
     axis.set_xlabel("frames (or flow pairs) per second, one core")
     axis.set_title(f"Data preparation speed at {width}x{height}")
     figure.tight_layout()
-    figure.savefig(out / "prep_speed.png", dpi=120)
+    with atomic_path(out / "prep_speed.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 RUN_DIR holds ``env.json`` and any of ``layers_gpu.jsonl``, ``layers_cpu.jsonl``, ``nets_caffe.jsonl``,
 ``nets_torch.jsonl``, ``memcheck.jsonl``. Every ratio compares numbers of the same run. Stdlib only.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -256,6 +258,8 @@ def run_name(records) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """``mfuse.fileio.write_atomic`` for text: this script runs with a bare ``python3`` (no mfuse installed) on
+    the GPU machine (benchmarks/run_gpu.sh), so it keeps its own copy."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         tmp.write(text)

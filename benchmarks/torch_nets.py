@@ -23,6 +23,8 @@ the same method as the fork without cuDNN; the spatial training net only). cuDNN
 
 Needs only torch (on the GPU machine); writes one JSON object per line.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import sys

@@ -8,6 +8,10 @@ import av
 import cv2
 import numpy as np
 
+from mfuse.prep.frames import ExtractSettings, extract_video
+from mfuse.prep.lmdb_store import VideoSource
+from mfuse.stores.format import StoreIndex, VideoEntry
+
 
 def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth random grayscale texture, ``(H, W)`` uint8, with structure at every pixel."""
@@ -103,3 +107,30 @@ def read_db(path) -> dict:
         items = dict(txn.cursor())
     env.close()
     return items
+
+
+EXTRACT_SETTINGS = ExtractSettings(short_side=None, flow_algorithm="dis")
+LABELS = {"A/v_a": 0, "B/v b é": 1, "B/v_c": 1}
+
+
+def extract_three_videos(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
+    """Three extracted videos (5, 7 and 4 frames, one with a non-ASCII name) under ``tmp/out/frames``:
+    ``(frames_root, {video_id: meta})``."""
+    frames_root = tmp_path / "out" / "frames"
+    metas = {}
+    for i, (video_id, count) in enumerate([("A/v_a", 5), ("B/v b é", 7), ("B/v_c", 4)]):
+        path = write_video(tmp_path / "videos" / f"{video_id}.avi", moving_frames(count, seed=i))
+        metas[video_id] = extract_video(path, frames_root / video_id, EXTRACT_SETTINGS).meta
+    return frames_root, metas
+
+
+def store_index(metas: dict[str, dict], modality: str, labels: dict[str, int] | None = None) -> StoreIndex:
+    """The split-1 train index of the extracted videos for one modality."""
+    key = "num_frames" if modality == "rgb" else "num_flow"
+    labels = labels or LABELS
+    videos = [VideoEntry(v, labels[v], metas[v][key]) for v in sorted(metas)]
+    return StoreIndex("ucf101", 1, "train", modality, ["A", "B"], videos, EXTRACT_SETTINGS.as_json())
+
+
+def video_sources(frames_root: Path, metas: dict[str, dict]) -> dict[str, VideoSource]:
+    return {v: VideoSource(frames_root / v, m["height"], m["width"]) for v, m in metas.items()}

@@ -1,9 +1,9 @@
 from pathlib import Path
 
+import pytest
+
 from mfuse.datasets import VideoRecord, get_dataset, union_of_splits
 from mfuse.datasets.common import read_list, video_id_of
-
-import pytest
 
 
 def test_read_list_strips_bom_crlf_and_blank_lines(tmp_path):

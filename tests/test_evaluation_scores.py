@@ -27,7 +27,7 @@ def test_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.frame_scores, original.frame_scores)
     assert loaded.frame_scores.dtype == np.float16
     assert loaded.meta == META and loaded.split == 1 and loaded.subset == "test"
-    assert not list(tmp_path.rglob("*.part"))
+    assert [p.name for p in tmp_path.rglob("*")] == ["a", "scores.npz"]  # no temporary left
     with np.load(path) as data:  # the on-disk contract
         assert set(data.files) == {"video_ids", "labels", "scores", "frame_scores", "meta"}
         assert json.loads(str(data["meta"]))["net"] == "spatial"

@@ -5,8 +5,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import caffe
+import numpy as np
 from caffe import layers as L
 from caffe import params as P
 

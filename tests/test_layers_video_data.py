@@ -2,10 +2,9 @@
 import json
 from collections import Counter
 
+import caffe
 import numpy as np
 import pytest
-
-import caffe
 from caffe import layers as L
 
 from mfuse.layers.params import parse_param_str
@@ -101,7 +100,7 @@ def test_python_layer_feeds_a_net(data_root, tmp_path):
 @pytest.mark.parametrize("given, message", [
     ({"modalities": ["rgb", "depth"]}, "modalities"),
     ({"modalities": []}, "modalities"),
-    ({"modalities": ["rgb"], "split": 4}, "split is 1, 2 or 3"),
+    ({"modalities": ["rgb"], "split": 4}, r"split is one of \(1, 2, 3\)"),
     ({"modalities": ["rgb"], "crop": 3}, "unknown param_str key"),
 ])
 def test_bad_param_str_is_named(data_root, given, message):

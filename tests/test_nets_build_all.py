@@ -8,7 +8,8 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from mfuse.nets.build_all import COMMITTED, NET_NAMES, build_net, custom_set, write_all
+from mfuse.conventions import NET_NAMES
+from mfuse.nets.build_all import COMMITTED, build_net, custom_set, write_all
 from mfuse.nets.inputs import DummyInputs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from mfuse.nets.inputs import DeployInputs, DummyInputs, VideoData, add_inputs, 
 DATA = VideoData(source="data/ucf101", batch_size=64, test_batch_size=32, split=2, storage="folder")
 
 
-def _net(inputs, modalities, crop=224, new_length=10):
+def _net(inputs, modalities, crop=224, stack_length=10):
     n = caffe.NetSpec()
-    added = add_inputs(n, inputs, modalities, crop, new_length)
+    added = add_inputs(n, inputs, modalities, crop, stack_length)
     n.score = caffe.layers.InnerProduct(added.tops[modalities[0]], num_output=3)
     add_outputs(n, n.score, added.label)
     return added.finish(n.to_proto())
@@ -36,7 +36,7 @@ def test_video_data_layers_of_both_phases():
 
 
 def test_dummy_inputs_have_the_data_layer_shapes(load_net):
-    net = load_net(_net(DummyInputs(batch_size=4), ["flow", "rgb"], crop=48, new_length=5), phase=caffe.TRAIN)
+    net = load_net(_net(DummyInputs(batch_size=4), ["flow", "rgb"], crop=48, stack_length=5), phase=caffe.TRAIN)
     assert net.blobs["data_flow"].data.shape == (4, 10, 48, 48)
     assert net.blobs["data_rgb"].data.shape == (4, 3, 48, 48)
     assert net.blobs["label"].data.shape == (4,)

@@ -68,7 +68,7 @@ def test_temporal_net_takes_20_flow_channels(load_net):
 def test_train_val_data_layers_feed_the_nets():
     spatial = spatial_net("tiny", 8, VideoData("data/synthetic", 16, 8), amplify=Amplify())
     assert [list(layer.top) for layer in spatial.layer[:2]] == [["data_rgb", "data_mag", "label"]] * 2
-    temporal = temporal_net("tiny", 8, VideoData("data/synthetic", 16, 8), new_length=5)
+    temporal = temporal_net("tiny", 8, VideoData("data/synthetic", 16, 8), stack_length=5)
     assert list(temporal.layer[0].top) == ["data_flow", "label"]
     assert '"new_length": 5' in temporal.layer[0].python_param.param_str
 

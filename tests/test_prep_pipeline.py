@@ -9,8 +9,8 @@ import pytest
 
 from dataprep_helpers import make_hmdb51, make_ucf101, read_db
 from mfuse.prep.frames import ExtractSettings
-from mfuse.prep.lmdb_store import LmdbFrameStore, open_frame_store
 from mfuse.prep.pipeline import parse_shard, prepare_dataset, read_failures, select_shard
+from mfuse.stores.reader import LmdbFrameStore, open_frame_store
 
 SETTINGS = ExtractSettings(short_side=None, flow_algorithm="dis")
 REPO = Path(__file__).resolve().parents[1]

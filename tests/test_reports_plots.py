@@ -17,7 +17,7 @@ def check_png(path, min_width=300, min_height=200):
     image = imread(path)
     assert image.shape[1] >= min_width and image.shape[0] >= min_height
     assert image[..., :3].std() > 0.05  # something is drawn
-    assert not list(path.parent.glob("*.part"))
+    assert not list(path.parent.glob(".*"))  # no temporary left (mfuse.fileio.atomic_path)
 
 
 def frames_and_scores(rng):

@@ -43,7 +43,7 @@ def test_decoded_videos_have_the_requested_frames(tmp_path):
     decoded = np.stack(_decode(tmp_path / video.relpath)).astype(np.float32)
     rendered = np.stack(render_video(SMALL, video)).astype(np.float32)
     assert np.abs(decoded - rendered).mean() < 4.0
-    assert not list(tmp_path.rglob("*.part*"))
+    assert not list(tmp_path.rglob(".*"))  # no temporary left (mfuse.fileio.atomic_path)
 
 
 def test_same_seed_same_dataset_other_seed_other_videos(tmp_path):

@@ -3,8 +3,11 @@
     python tools/make_nets.py                                   # prototxt/ (CNN-M-2048, VGG19, tiny)
     python tools/make_nets.py --out prototxt/hmdb51_split2 --backbone cnn_m_2048 --dataset hmdb51 --split 2
 """
+from __future__ import annotations
+
 import argparse
 
+from mfuse.conventions import SPLITS, STORAGES
 from mfuse.nets.build_all import COMMITTED, DATASETS, custom_set, write_all
 
 
@@ -16,8 +19,8 @@ def parse_args():
                         help="write one set of this backbone instead of the committed sets")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ucf101", help="with --backbone")
     parser.add_argument("--source", help="with --backbone: data directory (default data/<dataset>)")
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="with --backbone")
-    parser.add_argument("--storage", choices=("lmdb", "folder"), default="lmdb", help="with --backbone")
+    parser.add_argument("--split", type=int, default=1, choices=SPLITS, help="with --backbone")
+    parser.add_argument("--storage", choices=STORAGES, default="lmdb", help="with --backbone")
     parser.add_argument("--fusion-activation", choices=("NONE", "RELU"), default="NONE",
                         help="with --backbone: NONE is the paper's formula, RELU the authors' code")
     parser.add_argument("--runs-dir", help="with --backbone: snapshot root (default runs/<backbone>_<dataset>_split<k>)")

@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from mfuse.conventions import MODALITIES, SPLITS
 from mfuse.datasets import DATASETS, SplitError
 from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND
 from mfuse.prep.frames import ExtractSettings
-from mfuse.prep.lmdb_store import MODALITIES
-from mfuse.prep.pipeline import STAGES, STORAGES, format_summary, parse_shard, prepare_dataset
+from mfuse.prep.pipeline import STAGES, STORE_CHOICES, format_summary, parse_shard, prepare_dataset
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -40,9 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--videos", type=Path, required=True, help="dataset root holding <class>/<video>.avi")
     parser.add_argument("--splits", type=Path, required=True, help="folder of the official split lists")
     parser.add_argument("--out", type=Path, required=True, help="output folder (frames/, lmdb/, lists/)")
-    parser.add_argument("--split-ids", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    parser.add_argument("--split-ids", type=int, nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--storage", default="lmdb", choices=STORAGES,
+    parser.add_argument("--storage", default="lmdb", choices=STORE_CHOICES,
                         help="LMDB databases, frame-folder index files, or both")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                         help="stores to build (default: rgb flow mag, or rgb with --flow none)")

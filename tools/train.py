@@ -6,6 +6,8 @@
 Resuming through this tool (rather than ``caffe train -snapshot``) also resumes mfuse's data layer at the
 batch the interrupted run would have read next.
 """
+from __future__ import annotations
+
 import argparse
 from pathlib import Path
 

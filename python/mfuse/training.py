@@ -12,11 +12,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from caffe.proto import caffe_pb2
-from mfuse.layers.video_data import START_BATCH_ENV
+from mfuse.conventions import GLOG_LEVEL_ENV, START_BATCH_ENV
 
 ITERATION_RE = re.compile(r"Iteration (\d+)")
 
@@ -74,7 +74,7 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
         cwd: where caffe runs (relative paths in the solver and nets resolve against it).
         gpu: ``-gpu N``; None trains as the solver says (CPU for mfuse's committed solvers).
         snapshot: resume from this ``.solverstate``; mfuse's data layer then continues with the batch the
-            interrupted run would have read next (``MFUSE_DATA_START_BATCH``), and the fork reseeds its RNG
+            interrupted run would have read next (``mfuse.conventions.START_BATCH_ENV``), and the fork reseeds its RNG
             per iteration, so the result equals an uninterrupted run's.
 
     Raises:
@@ -95,7 +95,7 @@ def train(solver_path: str | Path, log_path: str | Path, weights: str | Path | N
     if gpu is not None:
         command += ["-gpu", str(gpu)]
     # The log is parsed (progress, curves): Caffe must log at INFO whatever the caller's pycaffe setting.
-    env = dict(os.environ, GLOG_minloglevel="0")
+    env = dict(os.environ, **{GLOG_LEVEL_ENV: "0"})
     if snapshot is not None:
         command += ["-snapshot", str(snapshot)]
         env[START_BATCH_ENV] = str(solverstate_iteration(snapshot) * info.iter_size)

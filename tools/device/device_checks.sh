@@ -62,7 +62,7 @@ from pathlib import Path
 import caffe
 from mfuse.evaluation import evaluate
 from mfuse.evaluation.testing import Protocol, evaluate_net
-from mfuse.prep.lmdb_store import open_frame_store
+from mfuse.stores.reader import open_frame_store
 
 work, data = Path(sys.argv[1]), Path(os.environ["MFUSE_BUNDLE"]) / "data"
 caffe.set_device(0)

@@ -7,12 +7,11 @@ class indices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
-SUBSETS = ("train", "test")
-SPLITS = (1, 2, 3)
+from mfuse.conventions import check_split
 
 
 @dataclass(frozen=True)
@@ -65,14 +64,6 @@ def video_id_of(relative_path: str) -> str:
     """The video id of a video path relative to the dataset root: ``Class/v_X.avi`` -> ``Class/v_X``."""
     posix = PurePosixPath(relative_path.replace("\\", "/"))
     return str(posix.with_suffix(""))
-
-
-def check_split_value(split: int, subset: str) -> None:
-    """Raise ``ValueError`` unless ``split`` is 1, 2 or 3 and ``subset`` is ``train`` or ``test``."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
 
 
 class RecordCollector:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import RecordCollector, SplitError, SplitProblem, VideoRecord, check_split_value, read_list
+from mfuse.conventions import SPLITS, check_split
+from mfuse.datasets.common import RecordCollector, SplitError, SplitProblem, VideoRecord, read_list
 
 NAME = "hmdb51"
 _FILE_PATTERN = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[1-3])\.txt$")
@@ -24,7 +25,7 @@ def _split_files(splits_dir: Path) -> dict[int, dict[str, Path]]:
     splits_dir = Path(splits_dir)
     if not splits_dir.is_dir():
         raise FileNotFoundError(f"HMDB51 splits directory not found: {splits_dir}")
-    files: dict[int, dict[str, Path]] = {1: {}, 2: {}, 3: {}}
+    files: dict[int, dict[str, Path]] = {k: {} for k in SPLITS}
     for path in splits_dir.iterdir():
         match = _FILE_PATTERN.match(path.name)
         if match and path.is_file():
@@ -53,14 +54,14 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
 
     ``videos_root``: when given, each listed video must exist at ``<videos_root>/<class>/<video>``.
     Raises ``SplitError`` listing every bad line (bad flag, malformed line, a video listed twice in
-    the split, missing video).
+    the split, with both places and a train/test leak named as such, missing video).
     """
-    check_split_value(split, subset)
+    check_split(split, subset)
     classes = load_classes(splits_dir)
     files = _split_files(splits_dir)[split]
     wanted = _FLAG_OF_SUBSET[subset]
     collector = RecordCollector(videos_root)
-    seen: dict[str, tuple[Path, int]] = {}
+    seen: dict[str, tuple[Path, int, int]] = {}
     for label, class_name in enumerate(classes):
         path = files[class_name]
         for number, line in read_list(path):
@@ -73,10 +74,13 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
                 collector.problem(path, number, f"expected a bare file name, got {video!r}")
                 continue
             if video in seen:
-                first_file, first_line = seen[video]
-                collector.problem(path, number, f"duplicate entry {video!r} (first at {first_file}:{first_line})")
+                first_file, first_line, first_flag = seen[video]
+                leak = ("; listed for both train and test, which leaks test data"
+                        if {flag, first_flag} == set(_FLAG_OF_SUBSET.values()) else "")
+                collector.problem(path, number,
+                                  f"duplicate entry {video!r} (first at {first_file}:{first_line}){leak}")
                 continue
-            seen[video] = (path, number)
+            seen[video] = (path, number, flag)
             if flag == wanted:
                 collector.add(path, number, f"{class_name}/{video}", label)
     return collector.result()

@@ -1,20 +1,23 @@
-"""Evaluation: test-time sampling and crops (paper §5.2), score files, per-video aggregation, metrics and
-late fusion. The runner that feeds nets (``testing.py``) is built on these."""
+"""Evaluation: score files, per-video aggregation, metrics, late fusion, and the 25-frame x 10-crop test of a
+net (paper §5.2; its sampling and crops are :mod:`mfuse.sampling`)."""
+from __future__ import annotations
 
-from .aggregate import ScoreCollector, softmax, video_score
-from .crops import (FLOW_MEAN, FLOW_X_CHANNELS, RGB_MEAN, CropBox, crop_boxes, crop_image, crop_modalities,
-                    split_flow_image, stack_flow)
-from .fusion import (PAPER_FINAL_WEIGHTS, TestSubsetError, WeightSearchResult, average_fusion, fuse, l2_normalize,
-                     paper_weighted_fusion, search_weights, weight_grid)
-from .metrics import Evaluation, confusion_matrix, evaluate, mean_class_accuracy, mean_over_splits, per_class_accuracy
-from .sampling import flow_stack_indices, rgb_index, sample_positions
-from .scores import ScoreFileError, ScoreSet, load_scores, save_scores
+from mfuse.evaluation.aggregate import ScoreCollector, softmax, video_score
+from mfuse.evaluation.fusion import (PAPER_FINAL_WEIGHTS, TestSubsetError, WeightSearchResult, average_fusion, fuse,
+                                     l2_normalize, paper_weighted_fusion, search_weights, weight_grid)
+from mfuse.evaluation.metrics import (Evaluation, confusion_matrix, evaluate, mean_class_accuracy, mean_over_splits,
+                                      per_class_accuracy)
+from mfuse.evaluation.resume import (PartialMismatchError, PartialScores, file_digest, params_digest, partial_path,
+                                     run_identity)
+from mfuse.evaluation.scores import ScoreFileError, ScoreSet, load_scores, save_scores
+from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_geometry,
+                                      protocol_for, video_crops)
 
 __all__ = [
-    "FLOW_MEAN", "FLOW_X_CHANNELS", "PAPER_FINAL_WEIGHTS", "RGB_MEAN", "CropBox", "Evaluation", "ScoreCollector",
+    "PAPER_FINAL_WEIGHTS", "Evaluation", "PartialMismatchError", "PartialScores", "Protocol", "ScoreCollector",
     "ScoreFileError", "ScoreSet", "TestSubsetError", "WeightSearchResult", "average_fusion", "confusion_matrix",
-    "crop_boxes", "crop_image", "crop_modalities", "evaluate", "flow_stack_indices", "fuse", "l2_normalize",
-    "load_scores", "mean_class_accuracy", "mean_over_splits", "paper_weighted_fusion", "per_class_accuracy",
-    "rgb_index", "sample_positions", "save_scores", "search_weights", "softmax", "split_flow_image", "stack_flow",
-    "video_score", "weight_grid",
+    "evaluate", "evaluate_net", "file_digest", "forward_crops", "fuse", "l2_normalize", "load_scores",
+    "load_test_net", "mean_class_accuracy", "mean_over_splits", "net_geometry", "paper_weighted_fusion",
+    "params_digest", "partial_path", "per_class_accuracy", "protocol_for", "run_identity", "save_scores",
+    "search_weights", "softmax", "video_score", "weight_grid",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scores import ScoreSet
+from mfuse.evaluation.scores import ScoreSet
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import evaluate
-from .scores import ScoreSet
+from mfuse.evaluation.metrics import evaluate
+from mfuse.evaluation.scores import ScoreSet
 
 PAPER_FINAL_WEIGHTS = {"mfusion": 2.0, "spatial": 3.0, "temporal": 4.0}
 SEARCH_SUBSETS = ("val", "train")
@@ -70,8 +70,8 @@ def _weights_for(names: Sequence[str], weights: Mapping[str, float] | None) -> d
         return {name: 1.0 for name in names}
     if set(weights) != set(names):
         raise ValueError(f"weights are for {sorted(weights)}, streams are {sorted(names)}")
-    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
-        raise ValueError(f"weights must be >= 0 and not all 0, got {dict(weights)}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ValueError(f"weights must be finite, >= 0 and not all 0, got {dict(weights)}")
     return {name: float(weights[name]) for name in names}
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scores import ScoreSet
+from mfuse.evaluation.scores import ScoreSet
 
 
 def predictions(scores: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ An ``.npz`` file (``docs/conventions.md``) with
   ``val`` = a held-out part of the train split, or ``test``); by convention also ``dataset``, ``net``,
   ``weights``, ``frames``, ``crops``.
 
-``save_scores`` writes atomically (temp file, then ``os.replace``); ``load_scores`` validates and raises
+``save_scores`` writes atomically (:func:`mfuse.fileio.atomic_path`); ``load_scores`` validates and raises
 ``ScoreFileError`` naming the file and the problem.
 """
 
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-SUBSETS = ("train", "val", "test")
+from mfuse.conventions import SCORE_SUBSETS, SPLITS
+from mfuse.fileio import atomic_path
+
 REQUIRED_META = ("split", "subset")
 _ARRAYS = ("video_ids", "labels", "scores")
 _FRAME_SCORE_ATOL = 2e-3  # float16 frame scores
@@ -70,7 +72,7 @@ class ScoreSet:
     def __len__(self) -> int:
         return len(self.video_ids)
 
-    def select(self, video_ids) -> "ScoreSet":
+    def select(self, video_ids) -> ScoreSet:
         """The scores of ``video_ids`` in that order (KeyError naming the first unknown id)."""
         index = {vid: i for i, vid in enumerate(self.video_ids)}
         missing = [str(vid) for vid in video_ids if vid not in index]
@@ -109,10 +111,10 @@ def _problems(s: ScoreSet) -> list[str]:
     for key in REQUIRED_META:
         if key not in s.meta:
             problems.append(f"meta lacks {key!r}")
-    if "subset" in s.meta and s.meta["subset"] not in SUBSETS:
-        problems.append(f"meta subset must be one of {SUBSETS}, got {s.meta['subset']!r}")
-    if "split" in s.meta and s.meta["split"] not in (1, 2, 3):
-        problems.append(f"meta split must be 1, 2 or 3, got {s.meta['split']!r}")
+    if "subset" in s.meta and s.meta["subset"] not in SCORE_SUBSETS:
+        problems.append(f"meta subset must be one of {SCORE_SUBSETS}, got {s.meta['subset']!r}")
+    if "split" in s.meta and s.meta["split"] not in SPLITS:
+        problems.append(f"meta split must be one of {SPLITS}, got {s.meta['split']!r}")
     return problems
 
 
@@ -121,15 +123,12 @@ def save_scores(path: str | os.PathLike, score_set: ScoreSet) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"score files end in .npz, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"video_ids": score_set.video_ids, "labels": score_set.labels.astype(np.int64),
               "scores": score_set.scores, "meta": np.array(json.dumps(score_set.meta, sort_keys=True))}
     if score_set.frame_scores is not None:
         arrays["frame_scores"] = score_set.frame_scores
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     return path
 
 

@@ -1,32 +1,34 @@
 """The paper's test protocol in pycaffe (§5.2): 25 equally spaced frames x 10 crops per video, all crops of a
 video in one batched forward, scores averaged.
 
-The net's inputs say which modalities it needs: ``data_rgb`` (B x 3 x c x c), ``data_flow`` (B x 2L x c x c),
-``data_mag`` (B x 1 x c x c), as the deploy prototxts of ``prototxt/`` declare them. The output blob (default:
+The net's inputs say which modalities it needs, the crop side and the flow stack length: ``data_rgb``
+(B x 3 x c x c), ``data_flow`` (B x 2L x c x c), ``data_mag`` (B x 1 x c x c), as the deploy prototxts of
+``prototxt/`` declare them (:class:`mfuse.sampling.InputGeometry`). A protocol that leaves the crop size open
+takes the net's; one that disagrees with the net is refused (:func:`protocol_for`). The output blob (default:
 the net's last blob) is a softmax, or logits that are softmaxed here (``apply_softmax``).
 
 Decoding and cropping of the next videos run in worker threads while the net runs (JPEG decoding releases
 the GIL). Progress is kept in ``<out>.partial.npz`` every ``checkpoint_every`` videos, so an interrupted run
-resumes where it stopped; the final score file is written atomically (see ``scores.save_scores``).
+resumes where it stopped, provided net, weights, data and protocol are the same (:mod:`mfuse.evaluation.resume`);
+the final score file is written atomically (see ``scores.save_scores``).
 """
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from tqdm import tqdm
 
-from .aggregate import ScoreCollector, softmax
-from .crops import FLOW_MEAN, FLOW_X_CHANNELS, RGB_MEAN, crop_modalities, stack_flow
-from .sampling import STACK_LENGTH, flow_stack_indices, rgb_index, sample_positions
-from .scores import ScoreSet, save_scores
-
-INPUT_BLOBS = {"rgb": "data_rgb", "flow": "data_flow", "mag": "data_mag"}
+from mfuse.conventions import INPUT_BLOBS, MEANS, STACK_LENGTH
+from mfuse.evaluation.aggregate import softmax
+from mfuse.evaluation.resume import PartialScores, run_identity
+from mfuse.evaluation.scores import ScoreSet, save_scores
+from mfuse.sampling import InputGeometry, crop_modalities, flow_x_channels, frame_images, rgb_index, sample_positions
+from mfuse.stores.format import rgb_frame_count
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Protocol:
     Args:
         frames: sampled positions per video (25 in the paper).
         crop_mode: ``ten`` (4 corners + centre, each mirrored) or ``center``.
-        crop_size: crop side (the net's input size).
+        crop_size: crop side; None takes the net's input size (:func:`protocol_for`).
         stack_length: flow images per stack (L).
         rgb_at_stack_centre: pair the RGB frame with the middle of the flow stack (the authors' fusion
             test) instead of its first frame (the training convention of the data layer).
@@ -45,35 +47,58 @@ class Protocol:
     """
     frames: int = 25
     crop_mode: str = "ten"
-    crop_size: int = 224
+    crop_size: int | None = None
     stack_length: int = STACK_LENGTH
     rgb_at_stack_centre: bool = False
     max_batch: int = 250
-    means: Mapping[str, object] = field(default_factory=lambda: {"rgb": RGB_MEAN, "flow": FLOW_MEAN, "mag": None})
+    means: Mapping[str, object] = field(default_factory=lambda: dict(MEANS))
+
+    @property
+    def crops_per_frame(self) -> int:
+        return 10 if self.crop_mode == "ten" else 1
+
+
+def protocol_for(protocol: Protocol, geometry: InputGeometry, source: str = "the net") -> Protocol:
+    """``protocol`` with the net's crop size filled in; ValueError (one line, naming ``source``) when its crop
+    size or stack length disagrees with the net's inputs."""
+    if protocol.crop_size is None:
+        protocol = replace(protocol, crop_size=geometry.crop_size)
+    elif protocol.crop_size != geometry.crop_size:
+        raise ValueError(f"crop size {protocol.crop_size} disagrees with {source}, whose inputs are "
+                         f"{geometry.crop_size}x{geometry.crop_size}")
+    if geometry.stack_length is not None and protocol.stack_length != geometry.stack_length:
+        raise ValueError(f"stack length {protocol.stack_length} disagrees with {source}, whose flow input "
+                         f"holds {geometry.stack_length} x/y pairs")
+    return protocol
 
 
 def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
     """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu``; without ``weights`` the
-    prototxt's fillers initialise it (for timing)."""
+    prototxt's fillers initialise it (for timing).
+
+    Raises:
+        mfuse.surgery.SurgeryError: ``weights`` lacks a layer of the net that has parameters (Caffe would test
+            its random fillers) or its shapes differ, naming the layers; or it is not a caffemodel.
+    """
     import caffe
+
+    from mfuse.surgery import check_weights
 
     if gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
-    if weights is None:
-        return caffe.Net(str(deploy), caffe.TEST)
-    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net = caffe.Net(str(deploy), caffe.TEST)
+    if weights is not None:
+        check_weights(net, weights, str(deploy))
+        net.copy_from(str(weights))
+    return net
 
 
-def net_modalities(net) -> list[str]:
-    """The modalities a pycaffe net takes, from its input blob names (in ``rgb, flow, mag`` order)."""
-    names = [m for m, blob in INPUT_BLOBS.items() if blob in net.inputs]
-    unknown = [b for b in net.inputs if b not in INPUT_BLOBS.values()]
-    if not names or unknown:
-        raise ValueError(f"net inputs {list(net.inputs)} must be among {list(INPUT_BLOBS.values())}")
-    return names
+def net_geometry(net, source: str = "the net") -> InputGeometry:
+    """The input geometry of a pycaffe net, from its input blobs (see :class:`mfuse.sampling.InputGeometry`)."""
+    return InputGeometry.from_blob_shapes({name: net.blobs[name].data.shape for name in net.inputs}, source)
 
 
 def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, protocol: Protocol
@@ -84,19 +109,10 @@ def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, pr
     """
     per_frame = []
     for t in sample_positions(num_frames, protocol.frames, protocol.stack_length):
-        images = {}
-        for name, store in stores.items():
-            if name == "flow":
-                numbers = flow_stack_indices(int(t), num_frames - 1, protocol.stack_length)
-                images[name] = stack_flow([store.get_image(video_id, int(k)) for k in numbers])
-            elif name == "rgb":
-                images[name] = store.get_image(
-                    video_id, rgb_index(int(t), num_frames, protocol.stack_length, protocol.rgb_at_stack_centre))
-            else:
-                images[name] = store.get_image(video_id, int(t))
-        per_frame.append(crop_modalities(images, protocol.crop_size, protocol.crop_mode,
-                                         means={m: protocol.means[m] for m in images},
-                                         x_channels={"flow": FLOW_X_CHANNELS} if "flow" in images else None))
+        rgb_t = rgb_index(int(t), num_frames, protocol.stack_length, protocol.rgb_at_stack_centre)
+        images = frame_images(stores, video_id, int(t), protocol.stack_length, rgb_t)
+        per_frame.append(crop_modalities(images, protocol.crop_size, protocol.crop_mode, means=protocol.means,
+                                         x_channels=flow_x_channels(images)))
     return {name: np.concatenate([crops[name] for crops in per_frame]) for name in stores}
 
 
@@ -116,22 +132,6 @@ def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: 
     return np.concatenate(outputs)
 
 
-def _load_partial(path: Path, num_classes: int) -> tuple[ScoreCollector, set[str]]:
-    collector = ScoreCollector(num_classes)
-    if not path.exists():
-        return collector, set()
-    with np.load(path, allow_pickle=False) as data:
-        for video_id, label, frame_scores in zip(data["video_ids"], data["labels"], data["frame_scores"]):
-            collector.add(str(video_id), int(label), frame_scores.astype(np.float64))
-    return collector, set(collector.video_ids)
-
-
-def _save_partial(path: Path, collector: ScoreCollector) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **collector.snapshot())
-    os.replace(tmp, path)
-
-
 def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, protocol: Protocol = Protocol(),
                  output: str | None = None, apply_softmax: bool | None = None, workers: int = 2,
                  checkpoint_every: int = 20, progress: bool = True) -> ScoreSet:
@@ -139,7 +139,8 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
 
     Args:
         net: a pycaffe ``caffe.Net`` in TEST phase (deploy prototxt + weights).
-        stores: ``{modality: frame store}`` for the modalities of :func:`net_modalities` (test subset).
+        stores: ``{modality: frame store}`` for the modalities of :func:`net_geometry` (test subset).
+        protocol: the test settings; its crop size (None: the net's) and stack length must fit the net.
         meta: recorded in the score file; needs ``split`` and ``subset`` (plus e.g. net, weights, dataset).
         output: output blob (default: the net's last blob).
         apply_softmax: softmax the outputs (default: unless the last layer is a Softmax).
@@ -147,7 +148,9 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    modalities = net_modalities(net)
+    geometry = net_geometry(net)
+    protocol = protocol_for(protocol, geometry)
+    modalities = geometry.modalities
     missing = [m for m in modalities if m not in stores]
     if missing:
         raise ValueError(f"the net needs {modalities}; no store given for {missing}")
@@ -157,16 +160,13 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
         apply_softmax = net.layers[-1].type != "Softmax"
     reference = stores[modalities[0]].index
     num_classes = len(reference.classes)
-    partial = out_path.with_name(out_path.name + ".partial.npz")
-    collector, done = _load_partial(partial, num_classes)
+    partial = PartialScores(out_path, run_identity(net, meta, protocol, output, apply_softmax))
+    collector = partial.load(num_classes)
+    done = set(collector.video_ids)
     todo = [v for v in sorted(reference.videos, key=lambda v: v.video_id) if v.video_id not in done]
 
-    def num_rgb_frames(video) -> int:
-        # rgb stores count N frames, flow/mag stores N - 1 images.
-        return video.num_frames if reference.modality == "rgb" else video.num_frames + 1
-
     def prepare(video):
-        return video_crops(stores, video.video_id, num_rgb_frames(video), protocol)
+        return video_crops(stores, video.video_id, rgb_frame_count(reference.modality, video.num_frames), protocol)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = [pool.submit(prepare, v) for v in todo[:workers + 1]]
@@ -179,14 +179,13 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
             if scores.shape[1] != num_classes:
                 raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
             probs = softmax(scores) if apply_softmax else scores
-            crops_per_frame = 10 if protocol.crop_mode == "ten" else 1
-            collector.add(video.video_id, video.label, probs.reshape(protocol.frames, crops_per_frame, -1))
+            collector.add(video.video_id, video.label, probs.reshape(protocol.frames, protocol.crops_per_frame, -1))
             if (i + 1) % checkpoint_every == 0:
-                _save_partial(partial, collector)
+                partial.save(collector)
     meta = {**meta, "protocol": {"frames": protocol.frames, "crop_mode": protocol.crop_mode,
                                  "crop_size": protocol.crop_size, "stack_length": protocol.stack_length,
                                  "rgb_at_stack_centre": protocol.rgb_at_stack_centre}}
     score_set = collector.result(json.loads(json.dumps(meta)))
     save_scores(out_path, score_set)
-    partial.unlink(missing_ok=True)
+    partial.remove()
     return score_set

@@ -11,6 +11,8 @@ Top: N x C x H x W. ``param_str`` (JSON or YAML) takes the fields of ``FlowAmpli
 scale, resize, clip_max, normalize, allow_negative_scale. Semantics and numbers: ``flow_amplify_ops``.
 In-place use (top == features) works: the layer keeps its own copy of the features.
 """
+from __future__ import annotations
+
 import caffe
 import numpy as np
 

@@ -13,32 +13,35 @@ OpenCV's ``cv2.resize`` (INTER_AREA / INTER_LINEAR / INTER_NEAREST) as separable
 Everything is computed in float64; the C++ layer (float or double) agrees to float precision. The pycaffe
 layer ``mfuse.layers.flow_amplify.FlowAmplify`` and evaluation code call these functions.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from mfuse.conventions import FLOW_AMPLIFY_DEFAULTS as DEFAULTS
+from mfuse.conventions import FLOW_AMPLIFY_NORMALIZATIONS as NORMALIZATIONS
+from mfuse.conventions import FLOW_AMPLIFY_RESIZES as RESIZE_METHODS
 from mfuse.layers.params import Param, parse_param_str
-
-RESIZE_METHODS = ("AREA", "BILINEAR", "NEAREST")
-NORMALIZATIONS = ("NONE", "MEAN")
 # Per-sample gate means at or below this (absolute value) are refused under MEAN, as in the C++ layer.
 MIN_GATE_MEAN = 1e-6
 
 PARAM_SCHEMA = {
-    "offset": Param(1.0, float, check=math.isfinite, rule="offset must be finite"),
-    "scale": Param(1.0, float, check=math.isfinite, rule="scale must be finite"),
-    "resize": Param("AREA", str, choices=RESIZE_METHODS),
-    "clip_max": Param(0.0, float, check=lambda v: v >= 0, rule="clip_max >= 0 (0 disables clipping)"),
-    "normalize": Param("NONE", str, choices=NORMALIZATIONS),
-    "allow_negative_scale": Param(False, bool),
+    "offset": Param(DEFAULTS["offset"], float, check=math.isfinite, rule="offset must be finite"),
+    "scale": Param(DEFAULTS["scale"], float, check=math.isfinite, rule="scale must be finite"),
+    "resize": Param(DEFAULTS["resize"], str, choices=RESIZE_METHODS),
+    "clip_max": Param(DEFAULTS["clip_max"], float, check=lambda v: v >= 0, rule="clip_max >= 0 (0 disables clipping)"),
+    "normalize": Param(DEFAULTS["normalize"], str, choices=NORMALIZATIONS),
+    "allow_negative_scale": Param(DEFAULTS["allow_negative_scale"], bool),
 }
 
 
 @dataclass(frozen=True)
 class FlowAmplifyParams:
-    """The fields of the fork's ``FlowAmplifyParameter`` (same names, same defaults).
+    """The fields of the fork's ``FlowAmplifyParameter`` (same names, same defaults:
+    ``mfuse.conventions.FLOW_AMPLIFY_DEFAULTS``).
 
     Args:
         offset: added to the scaled magnitude; 1 as in the paper ("scaled from 1").
@@ -48,12 +51,12 @@ class FlowAmplifyParams:
         normalize: "NONE", or "MEAN" to divide each sample's gate by its spatial mean.
         allow_negative_scale: a negative ``scale`` is refused unless this is set.
     """
-    offset: float = 1.0
-    scale: float = 1.0
-    resize: str = "AREA"
-    clip_max: float = 0.0
-    normalize: str = "NONE"
-    allow_negative_scale: bool = False
+    offset: float = DEFAULTS["offset"]
+    scale: float = DEFAULTS["scale"]
+    resize: str = DEFAULTS["resize"]
+    clip_max: float = DEFAULTS["clip_max"]
+    normalize: str = DEFAULTS["normalize"]
+    allow_negative_scale: bool = DEFAULTS["allow_negative_scale"]
 
     def __post_init__(self):
         if self.resize not in RESIZE_METHODS:
@@ -68,7 +71,7 @@ class FlowAmplifyParams:
                              f"got scale {self.scale}")
 
     @classmethod
-    def from_param_str(cls, param_str: str, layer: str = "FlowAmplify") -> "FlowAmplifyParams":
+    def from_param_str(cls, param_str: str, layer: str = "FlowAmplify") -> FlowAmplifyParams:
         """Parses a JSON/YAML ``param_str``; raises ValueError naming ``layer`` on any bad key or value."""
         parsed = parse_param_str(param_str, PARAM_SCHEMA, layer)
         if parsed["scale"] < 0 and not parsed["allow_negative_scale"]:
@@ -160,8 +163,8 @@ def resize_weights(src: int, dst: int, method: str, area_shrinks: bool = True) -
     return weights
 
 
-def resize_matrices(src_hw: Tuple[int, int], dst_hw: Tuple[int, int], method: str
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+def resize_matrices(src_hw: tuple[int, int], dst_hw: tuple[int, int], method: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(wy, wx)`` with ``cv2.resize(m, (W, H)) == wy @ m @ wx.T`` for an ``src_hw`` map ``m``."""
     area_shrinks = dst_hw[0] <= src_hw[0] and dst_hw[1] <= src_hw[1]
     return (resize_weights(src_hw[0], dst_hw[0], method, area_shrinks),
@@ -175,8 +178,8 @@ def flow_magnitude(source: np.ndarray, clip_max: float = 0.0) -> np.ndarray:
     return np.minimum(magnitude, clip_max) if clip_max > 0 else magnitude
 
 
-def compute_gate(source: np.ndarray, out_hw: Tuple[int, int], params: FlowAmplifyParams
-                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def compute_gate(source: np.ndarray, out_hw: tuple[int, int], params: FlowAmplifyParams
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The gate, N x H x W (float64), and the per-sample means it was divided by (MEAN; else None).
 
     Raises:
@@ -203,7 +206,7 @@ def flow_amplify_forward(feat: np.ndarray, source: np.ndarray, params: FlowAmpli
 
 
 def flow_amplify_backward(top_diff: np.ndarray, feat: np.ndarray, source: np.ndarray,
-                          params: FlowAmplifyParams) -> Tuple[np.ndarray, np.ndarray]:
+                          params: FlowAmplifyParams) -> tuple[np.ndarray, np.ndarray]:
     """Gradients ``(d feat, d source)`` of ``sum(top_diff * forward(feat, source))``, float64.
 
     The gate's gradient goes through the exact adjoint of every step: the MEAN normalisation, the resize

@@ -24,7 +24,10 @@ mapping, default ``{"type": "xavier"}``); ``stream_weight_filler`` (a list of fi
 overriding ``weight_filler``); ``bias_value`` (1.0); ``bias_learnable`` (false); ``activation``
 (NONE | RELU); ``spatial`` (ELEMENTWISE | DOT); ``seed`` (0, of the weight fillers' numpy generator).
 """
-from typing import Any, Dict, List, Sequence, Tuple
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import caffe
 import numpy as np
@@ -77,7 +80,7 @@ SCHEMA = {
 }
 
 
-def fill(spec: Dict[str, Any], shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+def fill(spec: dict[str, Any], shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """Draws an array like Caffe's filler ``spec`` would (same distribution, not the same numbers).
 
     Fan-in is ``count / shape[0]`` and fan-out ``count / shape[1]``, as in Caffe's Xavier/MSRA fillers.
@@ -100,7 +103,7 @@ def fill(spec: Dict[str, Any], shape: Sequence[int], rng: np.random.Generator) -
     return rng.normal(0.0, np.sqrt(2.0 / norm), size=shape)  # msra
 
 
-def check_bottom_shapes(shapes: Sequence[Tuple[int, ...]], layer: str = LAYER) -> None:
+def check_bottom_shapes(shapes: Sequence[tuple[int, ...]], layer: str = LAYER) -> None:
     """Raises ValueError unless the bottom shapes can be fused (the C++ layer's rules).
 
     Args:
@@ -135,7 +138,7 @@ def _activate(z: np.ndarray, relu: bool) -> np.ndarray:
 
 
 def project(bottoms: Sequence[np.ndarray], weights: Sequence[np.ndarray],
-            biases: Sequence[Any]) -> List[np.ndarray]:
+            biases: Sequence[Any]) -> list[np.ndarray]:
     """The shifted projections ``z_s = W_s x_s + b_s``, each ``(N, K, P)`` float64.
 
     Args:
@@ -166,7 +169,7 @@ def fusion_forward(bottoms: Sequence[np.ndarray], weights: Sequence[np.ndarray],
 
 def fusion_backward(top_diff: np.ndarray, bottoms: Sequence[np.ndarray], weights: Sequence[np.ndarray],
                     biases: Sequence[Any], relu: bool, dot: bool
-                    ) -> Tuple[List[np.ndarray], List[np.ndarray], List[np.ndarray]]:
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Gradients of ``sum(top_diff * fusion_forward(...))``, float64.
 
     Returns:
@@ -226,11 +229,11 @@ class MultiplicativeFusion(caffe.Layer):
         if found != expected:
             raise ValueError(f"{LAYER}: blobs {found} do not fit bottoms {shapes}; expected {expected}")
 
-    def _weights(self) -> List[np.ndarray]:
+    def _weights(self) -> list[np.ndarray]:
         per_stream = 2 if self.learnable else 1
         return [self.blobs[per_stream * s].data for s in range(len(self.channels))]
 
-    def _biases(self) -> List[Any]:
+    def _biases(self) -> list[Any]:
         if self.learnable:
             return [self.blobs[2 * s + 1].data for s in range(len(self.channels))]
         return [self.params["bias_value"]] * len(self.channels)

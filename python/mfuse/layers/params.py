@@ -3,8 +3,11 @@
 ``param_str`` is JSON or YAML (a mapping). It is parsed with ``yaml.safe_load`` (JSON is a subset of YAML);
 nothing is ever evaluated.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any
 
 import yaml
 
@@ -21,8 +24,8 @@ class Param:
     """
     default: Any
     kind: type
-    choices: Optional[Sequence[Any]] = None
-    check: Optional[Callable[[Any], bool]] = None
+    choices: Sequence[Any] | None = None
+    check: Callable[[Any], bool] | None = None
     rule: str = ""
 
 
@@ -47,7 +50,7 @@ def _coerce(layer: str, key: str, value: Any, spec: Param) -> Any:
     return value
 
 
-def parse_param_str(param_str: str, schema: Dict[str, Param], layer: str) -> Dict[str, Any]:
+def parse_param_str(param_str: str, schema: dict[str, Param], layer: str) -> dict[str, Any]:
     """Parses and validates a layer's ``param_str``.
 
     Args:

@@ -19,48 +19,47 @@ Usable from the ``caffe`` binary (through the launcher ``.venv/bin/caffe``) and 
 
 Tops: ``data_rgb`` B x 3 x c x c, ``data_flow`` B x 2L x c x c, ``data_mag`` B x 1 x c x c (raw 0..255
 magnitudes), ``label`` B. With ``shuffle: false`` the samples are deterministic (middle frame, centre
-crop, no mirror; for validation). Sampling rules: :mod:`mfuse.datasets.clip_sampler`.
+crop, no mirror; for validation). Sampling rules: :mod:`mfuse.sampling` (``new_length`` is the stack
+length L of ``mfuse.sampling.ClipSpec``; the key keeps TSN's name).
 
 Each epoch visits every video once (in a seeded order); batches are assembled by a background thread
 (JPEG decoding releases the GIL), ``prefetch`` batches ahead. Batch ``b`` is a pure function of the seed,
 the rank and ``b``; resuming sets the first batch through ``MFUSE_DATA_START_BATCH`` (see
-``START_BATCH_ENV``).
+``mfuse.conventions.START_BATCH_ENV``: ``mfuse.training`` sets it to ``iter * iter_size`` when resuming from a
+``.solverstate``, so the resumed run sees the same batches as an uninterrupted one; with plain ``caffe train
+-snapshot`` the data order restarts, as with Caffe's own data layers).
 """
 from __future__ import annotations
 
 import os
 import queue
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import caffe
 import numpy as np
 
-from mfuse.datasets.clip_sampler import MODALITIES, ClipSpec, common_videos, epoch_order, make_sample
+from mfuse.conventions import (CROP_SIZE, FLOW_MEAN, MODALITIES, RGB_MEAN, SPLITS, STACK_LENGTH, START_BATCH_ENV,
+                               STORAGES, SUBSETS, input_channels)
 from mfuse.layers.params import REQUIRED, Param, parse_param_str
-from mfuse.prep.lmdb_store import open_frame_store
-
-#: Environment variable read by TRAIN-phase layers at setup: the batch to start from. ``mfuse.training``
-#: sets it to ``iter * iter_size`` when resuming from a ``.solverstate``, so the resumed run sees the same
-#: batches as an uninterrupted one (with plain ``caffe train -snapshot`` the data order restarts, as with
-#: Caffe's own data layers).
-START_BATCH_ENV = "MFUSE_DATA_START_BATCH"
+from mfuse.sampling import ClipSpec, common_videos, epoch_order, make_sample
+from mfuse.stores.reader import open_frame_stores
 
 SCHEMA = {
     "source": Param(REQUIRED, str),
-    "storage": Param("LMDB", str, choices=("LMDB", "FOLDER")),
-    "split": Param(1, int, check=lambda v: v in (1, 2, 3), rule="split is 1, 2 or 3"),
-    "subset": Param("TRAIN", str, choices=("TRAIN", "TEST")),
+    "storage": Param("LMDB", str, choices=tuple(s.upper() for s in STORAGES)),
+    "split": Param(1, int, check=lambda v: v in SPLITS, rule=f"split is one of {SPLITS}"),
+    "subset": Param("TRAIN", str, choices=tuple(s.upper() for s in SUBSETS)),
     "modalities": Param(REQUIRED, list, check=lambda v: 0 < len(v) == len(set(v)) and set(v) <= set(MODALITIES),
                         rule=f"a non-empty list of distinct names among {list(MODALITIES)}"),
     "batch_size": Param(32, int, check=lambda v: v > 0, rule="batch_size > 0"),
-    "new_length": Param(10, int, check=lambda v: v > 0, rule="new_length > 0"),
-    "crop_size": Param(224, int, check=lambda v: v > 0, rule="crop_size > 0"),
+    "new_length": Param(STACK_LENGTH, int, check=lambda v: v > 0, rule="new_length > 0"),
+    "crop_size": Param(CROP_SIZE, int, check=lambda v: v > 0, rule="crop_size > 0"),
     "mirror": Param(True, bool),
     "shuffle": Param(True, bool),
     "seed": Param(1, int),
-    "rgb_mean": Param([104.0, 117.0, 123.0], list, check=lambda v: len(v) == 3, rule="three BGR values"),
-    "flow_mean": Param(128.0, float),
+    "rgb_mean": Param([float(v) for v in RGB_MEAN], list, check=lambda v: len(v) == 3, rule="three BGR values"),
+    "flow_mean": Param(float(FLOW_MEAN), float),
     "prefetch": Param(4, int, check=lambda v: v > 0, rule="prefetch > 0"),
     "rank": Param(0, int, check=lambda v: v >= 0, rule="rank >= 0"),
     "num_ranks": Param(1, int, check=lambda v: v > 0, rule="num_ranks > 0"),
@@ -71,7 +70,7 @@ class VideoBatchLoader:
     """Batches of two-stream samples, independent of Caffe.
 
     Args:
-        stores: ``{modality: frame store}`` (see :mod:`mfuse.prep.lmdb_store`), in top order.
+        stores: ``{modality: frame store}`` (see :mod:`mfuse.stores.reader`), in top order.
         spec: what each sample holds.
         batch_size, shuffle, mirror, seed, rank, num_ranks: as the layer's param_str.
         start_batch: the first batch to produce (batches are a pure function of their index).
@@ -150,9 +149,8 @@ class _Prefetcher:
 
 def open_stores(params: Mapping[str, object]) -> dict[str, object]:
     """The frame stores named by a validated param_str, in modality order."""
-    return {name: open_frame_store(params["source"], params["split"], params["subset"].lower(), name,
-                                   params["storage"].lower())
-            for name in params["modalities"]}
+    return open_frame_stores(params["source"], params["split"], params["subset"].lower(), params["modalities"],
+                             params["storage"].lower())
 
 
 def loader_from_params(params: Mapping[str, object], start_batch: int = 0) -> VideoBatchLoader:
@@ -180,9 +178,8 @@ class VideoDataLayer(caffe.Layer):
 
     def reshape(self, bottom, top):
         p = self.params
-        channels = {"rgb": 3, "flow": 2 * p["new_length"], "mag": 1}
         for i, name in enumerate(p["modalities"]):
-            top[i].reshape(p["batch_size"], channels[name], p["crop_size"], p["crop_size"])
+            top[i].reshape(p["batch_size"], input_channels(name, p["new_length"]), p["crop_size"], p["crop_size"])
         top[-1].reshape(p["batch_size"])
 
     def forward(self, bottom, top):

@@ -11,12 +11,16 @@ Spatial sizes for a crop of side S (Caffe rounds convolutions down and poolings 
 - ``vgg19``, S = 224: conv5_4 14 x 14, pool5 7 x 7;
 - ``tiny``, S = 48: conv1 24, pool1 12, conv2 12, pool2 6, conv3..conv5 6 x 6, pool5 3 x 3.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
 
 from caffe import layers as L
 from caffe import params as P
+
+from mfuse.conventions import CROP_SIZE
 
 #: Name of the classification layer of every stream net (not ``fc8``: ImageNet's fc8 has 1000 outputs).
 CLASSIFIER = "fc8_action"
@@ -44,8 +48,8 @@ class ConvStage:
     relu: str
     stride: int = 1
     pad: int = 0
-    norm: Optional[str] = None
-    pool: Optional[Pool] = None
+    norm: str | None = None
+    pool: Pool | None = None
 
 
 @dataclass(frozen=True)
@@ -75,28 +79,28 @@ class Backbone:
             diverges to a constant output on +-128 inputs and learns with 1/64.
     """
     name: str
-    convs: Tuple[ConvStage, ...]
-    fcs: Tuple[FcStage, ...]
+    convs: tuple[ConvStage, ...]
+    fcs: tuple[FcStage, ...]
     crop_size: int
-    lrn: Dict[str, float]
-    conv_filler: Dict[str, object]
-    fc_filler: Dict[str, object]
-    fc_bias_filler: Dict[str, object]
-    input_scale: Optional[float] = None
+    lrn: dict[str, float]
+    conv_filler: dict[str, object]
+    fc_filler: dict[str, object]
+    fc_bias_filler: dict[str, object]
+    input_scale: float | None = None
 
     @property
     def last_conv(self) -> str:
         return self.convs[-1].conv
 
     @property
-    def conv_names(self) -> Tuple[str, ...]:
+    def conv_names(self) -> tuple[str, ...]:
         return tuple(stage.conv for stage in self.convs)
 
     @property
-    def fc_names(self) -> Tuple[str, ...]:
+    def fc_names(self) -> tuple[str, ...]:
         return tuple(stage.fc for stage in self.fcs)
 
-    def spatial_sizes(self, crop_size: int) -> Dict[str, int]:
+    def spatial_sizes(self, crop_size: int) -> dict[str, int]:
         """Side of every conv and pool output for a square input of side ``crop_size``.
 
         Uses Caffe's rules: convolution ``floor((s + 2 pad - k) / stride) + 1``, pooling (no padding)
@@ -122,12 +126,12 @@ class Backbone:
                              f"layer {layer} would have side {side}")
 
 
-def _lrn() -> Dict[str, float]:
+def _lrn() -> dict[str, float]:
     # Chatfield et al.'s LRN, written as in the published CNN-M-2048 prototxt.
     return dict(local_size=5, alpha=0.0005, beta=0.75, k=2)
 
 
-def _vgg19_convs() -> Tuple[ConvStage, ...]:
+def _vgg19_convs() -> tuple[ConvStage, ...]:
     stages = []
     for block, (width, depth) in enumerate([(64, 2), (128, 2), (256, 4), (512, 4), (512, 4)], start=1):
         for i in range(1, depth + 1):
@@ -136,14 +140,14 @@ def _vgg19_convs() -> Tuple[ConvStage, ...]:
     return tuple(stages)
 
 
-def _fcs(fc6: int, fc7: int) -> Tuple[FcStage, ...]:
+def _fcs(fc6: int, fc7: int) -> tuple[FcStage, ...]:
     return (FcStage("fc6", fc6, "relu6", "drop6"), FcStage("fc7", fc7, "relu7", "drop7"))
 
 
 _MSRA = dict(type="msra")
 _FC_GAUSSIAN = dict(type="gaussian", std=0.005)
 
-BACKBONES: Dict[str, Backbone] = {
+BACKBONES: dict[str, Backbone] = {
     # Chatfield et al. 2014 (BMVC), "CNN-M-2048"; the "basic" net of the paper and of Simonyan and Zisserman's
     # two-stream nets.
     "cnn_m_2048": Backbone(
@@ -155,11 +159,11 @@ BACKBONES: Dict[str, Backbone] = {
             ConvStage("conv4", 512, 3, "relu4", pad=1),
             ConvStage("conv5", 512, 3, "relu5", pad=1, pool=Pool("pool5", 3, 2)),
         ),
-        fcs=_fcs(4096, 2048), crop_size=224, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN,
+        fcs=_fcs(4096, 2048), crop_size=CROP_SIZE, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN,
         fc_bias_filler=dict(type="constant", value=0.1)),
     # Simonyan and Zisserman 2015 (ICLR), configuration E, "VGG_ILSVRC_19_layers".
     "vgg19": Backbone(
-        name="vgg19", convs=_vgg19_convs(), fcs=_fcs(4096, 4096), crop_size=224, lrn=_lrn(),
+        name="vgg19", convs=_vgg19_convs(), fcs=_fcs(4096, 4096), crop_size=CROP_SIZE, lrn=_lrn(),
         conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN, fc_bias_filler=dict(type="constant", value=0.1)),
     # The CNN-M structure shrunk to train on 2 CPU cores in minutes, for the synthetic demo and the tests
     # (48 x 48 crops of the 64 x 48 synthetic frames).
@@ -189,7 +193,7 @@ Hook = Callable[[object], object]
 
 
 def add_conv_tower(n, bottom, backbone: Backbone, prefix: str = "", trainable: bool = True,
-                   hooks: Optional[Dict[str, Hook]] = None):
+                   hooks: dict[str, Hook] | None = None):
     """Adds conv1 .. pool5 of ``backbone`` to the NetSpec ``n``.
 
     Layers and tops are named ``prefix + <published name>``; ReLUs are in place, as in the published models.
@@ -240,7 +244,7 @@ def add_conv_tower(n, bottom, backbone: Backbone, prefix: str = "", trainable: b
 
 
 def add_fc(n, bottom, name: str, num_output: int, trainable: bool = True,
-           weight_filler: Optional[Dict[str, object]] = None, bias_filler: Optional[Dict[str, object]] = None):
+           weight_filler: dict[str, object] | None = None, bias_filler: dict[str, object] | None = None):
     """Adds one InnerProduct layer ``name`` (a top of the same name) and returns its top."""
     n[name] = L.InnerProduct(bottom, num_output=num_output, param=list(TRAINABLE if trainable else FROZEN),
                              weight_filler=weight_filler or dict(type="gaussian", std=0.01),
@@ -248,7 +252,7 @@ def add_fc(n, bottom, name: str, num_output: int, trainable: bool = True,
     return n[name]
 
 
-def add_relu_dropout(n, bottom, relu: str, drop: Optional[str], dropout: float):
+def add_relu_dropout(n, bottom, relu: str, drop: str | None, dropout: float):
     """Adds an in-place ReLU and (when ``drop`` is given and ``dropout`` > 0) an in-place Dropout."""
     n[relu] = L.ReLU(bottom, in_place=True)
     top = n[relu]

@@ -18,18 +18,20 @@ kind            after the towers (conv-level kinds fuse the pool5 maps, N x C x 
 paper's gamma = delta = 1); ``activation`` NONE is the paper's formula ``(A alpha + 1) * (B beta + 1)``, RELU
 the authors' code (a ReLU after each projection).
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import caffe
 from caffe import layers as L
 from caffe import params as P
 from caffe.proto import caffe_pb2
 
-from .backbones import TRAINABLE, Backbone, add_conv_tower, add_fc, add_fc_layers, add_relu_dropout, get_backbone
-from .inputs import add_inputs, add_outputs
+from mfuse.conventions import FUSION_KINDS, STACK_LENGTH
+from mfuse.nets.backbones import (TRAINABLE, Backbone, add_conv_tower, add_fc, add_fc_layers, add_relu_dropout,
+                                  get_backbone)
+from mfuse.nets.inputs import add_inputs, add_outputs
 
-FUSION_KINDS = ("baseline_a", "baseline_b", "mfuse_conv5", "mfuse_fc7")
 #: The fusion net's classifier (the authors' name).
 FUSION_CLASSIFIER = "cons_fc8"
 #: Tower prefixes: the spatial tower, then the temporal tower.
@@ -51,12 +53,12 @@ class Fusion:
             None: (4096, 4096) for conv-level kinds, () for ``mfuse_fc7``.
     """
     kind: str
-    num_output: Optional[int] = None
+    num_output: int | None = None
     activation: str = "NONE"
     spatial: str = "ELEMENTWISE"
     bias_value: float = 1.0
     bias_learnable: bool = False
-    head: Optional[Tuple[int, ...]] = None
+    head: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in FUSION_KINDS:
@@ -75,7 +77,7 @@ class Fusion:
         return self.num_output or (4096 if self.fuses_fc7 else 2048)
 
     @property
-    def head_widths(self) -> Tuple[int, ...]:
+    def head_widths(self) -> tuple[int, ...]:
         if self.head is not None:
             return tuple(self.head)
         return () if self.fuses_fc7 else (4096, 4096)
@@ -124,8 +126,8 @@ def _add_fusion(n, rgb_features, flow_features, fusion: Fusion):
 
 
 def fusion_net(rgb_backbone: str, flow_backbone: str, num_classes: int, inputs, fusion: Fusion,
-               dropout: float = 0.7, new_length: int = 10, crop_size: Optional[int] = None,
-               name: Optional[str] = None) -> caffe_pb2.NetParameter:
+               dropout: float = 0.7, stack_length: int = STACK_LENGTH, crop_size: int | None = None,
+               name: str | None = None) -> caffe_pb2.NetParameter:
     """A two-stream fusion net.
 
     Inputs ``data_rgb`` N x 3 x S x S, ``data_flow`` N x 2L x S x S (one crop for both) and ``label``.
@@ -136,7 +138,7 @@ def fusion_net(rgb_backbone: str, flow_backbone: str, num_classes: int, inputs, 
         inputs: ``VideoData`` / ``DummyInputs`` / ``DeployInputs``.
         fusion: what to fuse and how.
         dropout: ratio after every trained FC layer, and in the towers' fc6/fc7 (0.7, as the authors).
-        new_length: flow frames per stack.
+        stack_length: flow frames per stack.
         crop_size: S; the spatial backbone's default when None.
         name: the net's name.
 
@@ -148,7 +150,7 @@ def fusion_net(rgb_backbone: str, flow_backbone: str, num_classes: int, inputs, 
     if not fusion.fuses_fc7:
         _check_aligned(rgb, flow, crop)
     n = caffe.NetSpec()
-    added = add_inputs(n, inputs, ["rgb", "flow"], crop, new_length)
+    added = add_inputs(n, inputs, ["rgb", "flow"], crop, stack_length)
     features = []
     for prefix, backbone, modality in zip(PREFIXES, (rgb, flow), ("rgb", "flow")):
         top = add_conv_tower(n, added.tops[modality], backbone, prefix=prefix, trainable=False)

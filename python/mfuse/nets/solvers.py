@@ -4,8 +4,9 @@ The effective batch of a schedule (the paper's) is ``batch_size * iter_size``: t
 ``batch_size`` samples per pass and Caffe accumulates ``iter_size`` passes per update, so nets too large for
 one GPU at the paper's batch still follow its schedule.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -26,10 +27,10 @@ class Schedule:
         cite: where the numbers come from, written as comments into the solver.
     """
     base_lr: float
-    steps: Tuple[int, ...]
+    steps: tuple[int, ...]
     max_iter: int
     batch: int
-    cite: Tuple[str, ...]
+    cite: tuple[str, ...]
     gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -85,7 +86,7 @@ def _field_comments(schedule: Schedule, batch_size: int, iter_size: int) -> dict
 
 
 def make_solver(net: str, schedule: Schedule, batch_size: int, snapshot_prefix: str,
-                solver_mode: str = "CPU", random_seed: Optional[int] = 1) -> caffe_pb2.SolverParameter:
+                solver_mode: str = "CPU", random_seed: int | None = 1) -> caffe_pb2.SolverParameter:
     """The SolverParameter of ``schedule`` for a train_val net whose data layer holds ``batch_size``.
 
     Raises:
@@ -117,7 +118,7 @@ def make_solver(net: str, schedule: Schedule, batch_size: int, snapshot_prefix: 
 
 
 def solver_text(solver: caffe_pb2.SolverParameter, schedule: Schedule, batch_size: int,
-                header: Tuple[str, ...] = ()) -> str:
+                header: tuple[str, ...] = ()) -> str:
     """Prototxt of ``solver`` with ``header`` and the schedule's citation as leading comments and a short
     comment after the fields whose meaning is not obvious."""
     comments = _field_comments(schedule, batch_size, solver.iter_size)

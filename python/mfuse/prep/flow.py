@@ -19,7 +19,7 @@ Encodings (the project's conventions, docs/conventions.md):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

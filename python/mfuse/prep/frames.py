@@ -20,17 +20,18 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import av
 import cv2
 import numpy as np
 
-from .flow import ALGORITHMS, DEFAULT_BOUND, create_flow_function, flow_magnitude, pack_flow, quantize_flow
+from mfuse.conventions import STACK_LENGTH
+from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND, create_flow_function, flow_magnitude, pack_flow, quantize_flow
+from mfuse.stores.format import image_name
 
-FLOW_STACK = 10
 META_NAME = "meta.json"
 
 
@@ -81,11 +82,6 @@ class VideoResult:
 
     meta: dict
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def image_name(kind: str, t: int) -> str:
-    """File name of image ``t`` (1-based) of ``kind`` in ``img``, ``flow``, ``flow_x``, ``flow_y``, ``mag``."""
-    return f"{kind}_{t:05d}.jpg"
 
 
 def output_size(width: int, height: int, short_side: int | None, fixed_size: tuple[int, int] | None
@@ -223,7 +219,7 @@ def _write_outputs(video_path: Path, out_dir: Path, settings: ExtractSettings, s
         "width": int(shape[1]),
         "flow": ({"algorithm": settings.flow_algorithm, "bound": float(settings.bound)}
                  if flow_function is not None else None),
-        "short_for_stack": flow_function is not None and num_flow < FLOW_STACK,
+        "short_for_stack": flow_function is not None and num_flow < STACK_LENGTH,
         "source": str(video_path),
         "settings": settings.as_json(),
     }

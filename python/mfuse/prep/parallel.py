@@ -12,9 +12,10 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import signal
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import cv2
 from tqdm import tqdm

@@ -5,7 +5,8 @@ Stages (each a plain function, each run on a process pool with a progress bar):
 - :func:`extract_videos`: every video of the chosen splits -> ``<out>/frames/<video_id>/`` (see
   :mod:`mfuse.prep.frames`); videos already complete with the same settings are skipped.
 - :func:`build_stores`: per (split, subset, modality) an LMDB database ``<out>/lmdb/<name>/`` and/or
-  a frame-folder index ``<out>/lists/<name>.json`` (see :mod:`mfuse.prep.lmdb_store`).
+  a frame-folder index ``<out>/lists/<name>.json`` (see :mod:`mfuse.prep.lmdb_store`; read by
+  :mod:`mfuse.stores.reader`).
 
 :func:`prepare_dataset` runs both and returns a :class:`Summary`. Unusable videos are recorded in
 ``<out>/failures.tsv`` (``stage, video_id, path, reason``) and skipped; with ``shard=(i, n)`` only
@@ -19,21 +20,22 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Sequence
 
-from mfuse.datasets import SUBSETS, VideoRecord, get_dataset, union_of_splits
-
-from .frames import ExtractSettings, VideoError, extract_video, is_video_complete, read_meta
-from .lmdb_store import (MODALITIES, StoreIndex, VideoEntry, VideoSource, build_lmdb, database_name,
-                         write_folder_index)
-from .parallel import imap_progress, worker_pool
+from mfuse.conventions import MODALITIES, SPLITS, STACK_LENGTH, STORAGES, SUBSETS
+from mfuse.datasets import VideoRecord, get_dataset, union_of_splits
 from mfuse.fileio import write_atomic
+from mfuse.prep.frames import ExtractSettings, VideoError, extract_video, is_video_complete, read_meta
+from mfuse.prep.lmdb_store import VideoSource, build_lmdb, write_folder_index
+from mfuse.prep.parallel import imap_progress, worker_pool
+from mfuse.stores.format import StoreIndex, VideoEntry, database_name
 
 STAGES = ("extract", "stores")
-STORAGES = ("lmdb", "folder", "both")
+#: Where :func:`build_stores` writes: LMDB databases, frame-folder indexes, or both.
+STORE_CHOICES = STORAGES + ("both",)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def select_shard(items: Sequence, shard: tuple[int, int] | None) -> list:
     return list(items[index::count])
 
 
-def load_splits(dataset: str, splits_dir: Path, videos_root: Path, splits: Sequence[int] = (1, 2, 3)
+def load_splits(dataset: str, splits_dir: Path, videos_root: Path, splits: Sequence[int] = SPLITS
                 ) -> tuple[list[str], dict[tuple[int, str], list[VideoRecord]]]:
     """``(classes, {(split, subset): records})`` of ``dataset``; raises ``SplitError`` on bad lists."""
     module = get_dataset(dataset)
@@ -171,8 +173,8 @@ def build_stores(dataset: str, classes: list[str], lists: dict[tuple[int, str], 
 
     Videos whose folder is not complete (failed or not extracted) are left out and reported.
     """
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if storage not in STORE_CHOICES:
+        raise ValueError(f"storage must be one of {STORE_CHOICES}, got {storage!r}")
     modalities = tuple(modalities) if modalities is not None else store_modalities(settings)
     missing = set(modalities) - set(store_modalities(settings))
     if missing:
@@ -223,7 +225,7 @@ def _store_index(dataset, classes, split, subset, modality, records, metas, sett
 # ---------------------------------------------------------------------------------------- driver
 
 def prepare_dataset(dataset: str, videos_root: Path, splits_dir: Path, out_root: Path,
-                    settings: ExtractSettings = ExtractSettings(), splits: Sequence[int] = (1, 2, 3),
+                    settings: ExtractSettings = ExtractSettings(), splits: Sequence[int] = SPLITS,
                     storage: str = "lmdb", modalities: Sequence[str] | None = None, workers: int = 1,
                     shard: tuple[int, int] | None = None, stages: Sequence[str] = STAGES,
                     progress: bool = True) -> Summary:
@@ -284,7 +286,7 @@ def format_summary(summary: Summary) -> str:
     """A human-readable table of the summary."""
     lines = [f"{summary.dataset}: {summary.videos} videos, {summary.frames} frames, "
              f"{summary.flow_images} flow images, {len(summary.failures)} failures, "
-             f"{len(summary.short_for_stack)} too short for a 10-frame flow stack"]
+             f"{len(summary.short_for_stack)} too short for a {STACK_LENGTH}-frame flow stack"]
     lines.append(f"{'stage':<8} {'done':>6} {'skipped':>8} {'failed':>7} {'wall s':>9} {'disk':>10}  worker s")
     for name, report in summary.stages.items():
         steps = ", ".join(f"{k} {v:.1f}" for k, v in report.worker_seconds.items()) or "-"

@@ -19,18 +19,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .train_log import TrainLog  # noqa: E402
+from mfuse.fileio import atomic_path  # noqa: E402
+from mfuse.reports.train_log import TrainLog  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.metrics import evaluate
-from ..evaluation.scores import ScoreSet, load_scores
-
-ALL_SPLITS = (1, 2, 3)
+from mfuse.conventions import SPLITS
+from mfuse.evaluation.metrics import evaluate
+from mfuse.evaluation.scores import ScoreSet, load_scores
+from mfuse.fileio import write_atomic
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TableSpec:
     title: str
     rows: tuple[str, ...]
     columns: tuple[str, ...]
-    splits: tuple[int, ...] = ALL_SPLITS
+    splits: tuple[int, ...] = SPLITS
     paper: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
 
@@ -54,7 +54,7 @@ _T3_COLS = ("UCF101", "HMDB51")
 PAPER_TABLES: dict[str, TableSpec] = {
     "table1": TableSpec(
         "table1", "Table 1: feature amplification, base vs amplified (3-split mean accuracy, %)",
-        _T1_ROWS, _T1_COLS, ALL_SPLITS,
+        _T1_ROWS, _T1_COLS, SPLITS,
         _paper(_T1_ROWS, _T1_COLS, [(70.6, 75.0, 35.4, 38.0), (78.8, 81.0, 40.3, 44.9), (80.3, None, 47.3, None),
                                     (85.0, 85.5, 50.6, 51.2), (87.8, 88.5, 50.1, 54.5)])),
     "table2": TableSpec(
@@ -64,7 +64,7 @@ PAPER_TABLES: dict[str, TableSpec] = {
                                     (83.4, 87.6, 52.0, 53.3)])),
     "table3": TableSpec(
         "table3", "Table 3: final, m-fusion : spatial : temporal = 2 : 3 : 4 (3-split mean accuracy, %)",
-        _T3_ROWS, _T3_COLS, ALL_SPLITS, _paper(_T3_ROWS, _T3_COLS, [(88.9, 56.2), (89.1, 54.9)])),
+        _T3_ROWS, _T3_COLS, SPLITS, _paper(_T3_ROWS, _T3_COLS, [(88.9, 56.2), (89.1, 54.9)])),
 }
 
 
@@ -82,8 +82,8 @@ class Result:
     def __post_init__(self) -> None:
         if not 0.0 <= self.accuracy <= 1.0:
             raise ValueError(f"{self.row} / {self.column}: accuracy is a fraction in [0, 1], got {self.accuracy}")
-        if self.split not in ALL_SPLITS:
-            raise ValueError(f"{self.row} / {self.column}: split must be 1, 2 or 3, got {self.split}")
+        if self.split not in SPLITS:
+            raise ValueError(f"{self.row} / {self.column}: split must be one of {SPLITS}, got {self.split}")
 
 
 def result_from_scores(score_set: ScoreSet | str | os.PathLike, row: str, column: str, seed: int = 0) -> Result:
@@ -215,10 +215,7 @@ def write_table(table: Table, directory: str | os.PathLike) -> list[Path]:
     paths = []
     for suffix, text in ((".md", table.to_markdown()), (".csv", table.to_csv())):
         path = directory / f"{table.spec.name}{suffix}"
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(write_atomic(path, text))
     return paths
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfuse.fileio import atomic_path
+
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)"
 _ITER_LOSS = re.compile(rf"Iteration (\d+)(?: \(({_NUMBER}) iter/s, [^)]*\))?, loss = ({_NUMBER})", re.I)
 _ITER_LR = re.compile(rf"Iteration (\d+), lr = ({_NUMBER})", re.I)
@@ -59,12 +61,10 @@ class TrainLog:
         paths = []
         for part in ("train", "test"):
             path = directory / f"{stem}_{part}.csv"
-            tmp = path.with_name(path.name + ".part")
-            with open(tmp, "w", newline="") as f:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.columns(part) or ["iteration"])
                 writer.writeheader()
                 writer.writerows(getattr(self, part))
-            os.replace(tmp, path)
             paths.append(path)
         return paths
 

@@ -14,10 +14,13 @@ Example::
     generate("data/synthetic", SyntheticConfig(num_groups=7, clips_per_group=3, size=(64, 48)))
 """
 
-from .classes import APPEARANCE_CONFUSED, BINDING_CONFUSED, CLASSES, MOTION_CONFUSED, ActionClass, class_names
-from .generator import SyntheticConfig, SyntheticDataset, generate, plan_videos, render_video
-from .layout import SyntheticVideo, groups_tested
+from __future__ import annotations
 
-__all__ = ["APPEARANCE_CONFUSED", "BINDING_CONFUSED", "CLASSES", "MOTION_CONFUSED", "ActionClass",
-           "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "class_names", "generate", "plan_videos",
-           "render_video", "groups_tested"]
+from mfuse.synthetic.classes import (APPEARANCE_CONFUSED, BINDING_CONFUSED, CLASSES, MOTION_CONFUSED, ActionClass,
+                                     class_names)
+from mfuse.synthetic.generator import SyntheticConfig, SyntheticDataset, generate, plan_videos, render_video
+from mfuse.synthetic.layout import HMDB51_SPLIT_DIR, LAYOUTS, UCF101_LIST_DIR, SyntheticVideo, groups_tested
+
+__all__ = ["APPEARANCE_CONFUSED", "BINDING_CONFUSED", "CLASSES", "HMDB51_SPLIT_DIR", "LAYOUTS", "MOTION_CONFUSED",
+           "UCF101_LIST_DIR", "ActionClass", "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "class_names",
+           "generate", "groups_tested", "plan_videos", "render_video"]

@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .classes import CLASSES, class_names
-from .layout import LAYOUTS, SyntheticVideo, split_block_size, video_relpath, write_lists
-from .render import make_scene, render_clip
+from mfuse.fileio import atomic_path, write_atomic
+from mfuse.synthetic.classes import CLASSES, class_names
+from mfuse.synthetic.layout import LAYOUTS, SyntheticVideo, split_block_size, video_relpath, write_lists
+from mfuse.synthetic.render import make_scene, render_clip
 
 MANIFEST = "synthetic.json"
 GENERATOR_VERSION = 1
@@ -96,21 +97,19 @@ def render_video(config: SyntheticConfig, video: SyntheticVideo) -> list[np.ndar
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """Write ``frames`` as an MJPG ``.avi`` atomically (a ``.part.avi`` file, then ``os.replace``)."""
+    """Write ``frames`` as an MJPG ``.avi`` atomically (see :func:`mfuse.fileio.atomic_path`)."""
     height, width = frames[0].shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot open an MJPG VideoWriter for {tmp}")
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.release()
-    if not tmp.is_file() or tmp.stat().st_size == 0:
-        raise RuntimeError(f"OpenCV wrote no data to {tmp}")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".avi") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot open an MJPG VideoWriter for {path}")
+        try:
+            for frame in frames:
+                writer.write(frame)
+        finally:
+            writer.release()
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"OpenCV wrote no data for {path}")
 
 
 def _manifest(config: SyntheticConfig, classes: list[str]) -> dict:
@@ -151,7 +150,5 @@ def generate(root: str | os.PathLike, config: SyntheticConfig = SyntheticConfig(
     for video in tqdm(videos, desc="synthetic videos", unit="video", disable=not progress):
         write_video(root / video.relpath, render_video(config, video), config.fps)
     write_lists(config.layout, root, classes, videos, config.num_groups)
-    tmp = root / (MANIFEST + ".part")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / MANIFEST)
+    write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return dataset

@@ -21,11 +21,12 @@ b(k-1)+1 .. bk, and at least one group is in training for every split. ``G = 25`
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-NUM_SPLITS = 3
+from mfuse.conventions import SPLITS
+from mfuse.fileio import write_atomic
+
 UCF101_LIST_DIR = "ucfTrainTestlist"
 HMDB51_SPLIT_DIR = "testTrainMulti_7030_splits"
 LAYOUTS = ("ucf101", "hmdb51")
@@ -57,8 +58,8 @@ def split_block_size(num_groups: int) -> int:
 
 def groups_tested(num_groups: int, split: int) -> range:
     """The 1-based groups tested in ``split`` (1, 2 or 3)."""
-    if split not in (1, 2, 3):
-        raise ValueError(f"split must be 1, 2 or 3, got {split}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split}")
     block = split_block_size(num_groups)
     return range(block * (split - 1) + 1, block * split + 1)
 
@@ -73,12 +74,8 @@ def video_relpath(layout: str, class_name: str, group: int, clip: int) -> str:
 
 
 def _write_text(path: Path, lines: list[str], newline: str) -> None:
-    """Write ``lines``, each ended by ``newline``, atomically (temp file, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="ascii", newline="") as f:
-        f.write("".join(line + newline for line in lines))
-    os.replace(tmp, path)
+    """Write ``lines``, each ended by ``newline``, atomically, as ASCII."""
+    write_atomic(path, "".join(line + newline for line in lines).encode("ascii"))
 
 
 def write_ucf101_lists(root: Path, classes: list[str], videos: list[SyntheticVideo], num_groups: int) -> list[Path]:
@@ -87,7 +84,7 @@ def write_ucf101_lists(root: Path, classes: list[str], videos: list[SyntheticVid
     written = [list_dir / "classInd.txt"]
     _write_text(written[0], [f"{i + 1} {name}" for i, name in enumerate(classes)], "\r\n")
     ordered = sorted(videos, key=lambda v: v.relpath)
-    for split in range(1, NUM_SPLITS + 1):
+    for split in SPLITS:
         tested = groups_tested(num_groups, split)
         train = [f"{v.relpath} {v.label + 1}" for v in ordered if v.group not in tested]
         test = [v.relpath for v in ordered if v.group in tested]
@@ -106,7 +103,7 @@ def write_hmdb51_lists(root: Path, classes: list[str], videos: list[SyntheticVid
     written = []
     for label, class_name in enumerate(classes):
         own = sorted((v for v in videos if v.label == label), key=lambda v: v.relpath)
-        for split in range(1, NUM_SPLITS + 1):
+        for split in SPLITS:
             tested = groups_tested(num_groups, split)
             lines = [f"{Path(v.relpath).name} {2 if v.group in tested else 1} " for v in own]
             path = split_dir / f"{class_name}_test_split{split}.txt"

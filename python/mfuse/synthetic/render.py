@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .classes import ActionClass
+from mfuse.synthetic.classes import ActionClass
 
 DISC_BGR = {"red": (40, 50, 210), "blue": (210, 108, 30)}
 _SUBPIXEL_BITS = 4

@@ -1,20 +1,30 @@
-"""The demo's report: a table shaped like the paper's Tables 1-3 over seeds, an honest summary, pictures."""
+"""The demo's report: a table shaped like the paper's Tables 1-3 over seeds, an honest summary, pictures.
+
+It takes plain data (score sets per seed, class names, example images, training-log paths and a JSON-able
+``about`` dict saying what the run was) and knows nothing of how they were made, so any driver can use it.
+"""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mfuse.demo import COLUMN, ROWS, DemoConfig, accuracies, class_accuracies, describe
-from mfuse.evaluation import ScoreSet, evaluate
-from mfuse.prep.lmdb_store import open_frame_store
+from mfuse.evaluation import ScoreSet, evaluate, per_class_accuracy
+from mfuse.fileio import write_atomic
 from mfuse.reports.plots import (AmplificationExample, FusionExample, plot_amplification_examples,
                                  plot_confusion, plot_fusion_examples, plot_per_class_accuracy,
                                  plot_training_curves)
 from mfuse.reports.tables import Result, TableSpec, build_table, write_table
 from mfuse.reports.train_log import read_train_log
 
+#: Row labels of the table, by score-set name (nets and late fusions).
+ROWS = {"spatial": "S", "spatial_amp": "S (amp)", "temporal": "T", "baseline_a": "baseline A",
+        "baseline_b": "baseline B", "mfuse_conv5": "m-fusion (conv5)", "mfuse_fc7": "m-fusion (fc7)",
+        "S+T": "S + T", "Samp+T": "S (amp) + T", "final_conv5": "S (amp) + T + m-fusion (conv5)",
+        "final_fc7": "S (amp) + T + m-fusion (fc7)"}
+COLUMN = "synthetic"
 #: The comparisons the paper makes, as (claim, base row, improved row).
 CLAIMS = (("feature amplification (Table 1)", "spatial", "spatial_amp"),
           ("amplification inside late fusion (Table 1)", "S+T", "Samp+T"),
@@ -22,6 +32,7 @@ CLAIMS = (("feature amplification (Table 1)", "spatial", "spatial_amp"),
           ("m-fusion conv5 vs late averaging S+T", "S+T", "mfuse_conv5"),
           ("m-fusion fc7 vs late averaging S+T", "S+T", "mfuse_fc7"),
           ("final 2:3:4 fusion vs S (amp) + T (Table 3)", "Samp+T", "final_conv5"))
+NUM_EXAMPLES = 4
 
 
 def synthetic_table_spec(split: int) -> TableSpec:
@@ -29,7 +40,21 @@ def synthetic_table_spec(split: int) -> TableSpec:
                      tuple(ROWS.values()), (COLUMN,), splits=(split,))
 
 
-def claim_lines(acc: dict[str, list[float]]) -> list[str]:
+def accuracies(per_seed: Mapping[int, Mapping[str, ScoreSet]]) -> dict[str, list[float]]:
+    """Top-1 accuracy of every row name over the seeds."""
+    table: dict[str, list[float]] = {}
+    for scores in per_seed.values():
+        for name, score_set in scores.items():
+            table.setdefault(name, []).append(evaluate(score_set).accuracy)
+    return table
+
+
+def class_accuracies(scores: Mapping[str, ScoreSet], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-class accuracy of the named score sets (for the bar plot)."""
+    return {ROWS[name]: per_class_accuracy(evaluate(scores[name]).confusion) for name in names}
+
+
+def claim_lines(acc: Mapping[str, list[float]]) -> list[str]:
     """One sentence per paper claim: the measured difference and whether it exceeds the seeds' spread."""
     lines = []
     for claim, base, improved in CLAIMS:
@@ -47,26 +72,30 @@ def claim_lines(acc: dict[str, list[float]]) -> list[str]:
     return lines
 
 
-def write_pictures(config: DemoConfig, data_root: Path, scores: dict[str, ScoreSet], seed: int,
+def example_videos(scores: ScoreSet, count: int = NUM_EXAMPLES) -> list[str]:
+    """Up to ``count`` video ids spread over the sorted ids of ``scores`` (the Figure 3/4 examples)."""
+    order = np.argsort([v for v in scores.video_ids])[:: max(1, len(scores) // count)][:count]
+    return [str(scores.video_ids[i]) for i in order]
+
+
+def write_pictures(scores: Mapping[str, ScoreSet], classes: Sequence[str],
+                   examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path], seed: int,
                    out: Path) -> list[Path]:
-    """Confusion matrix, per-class bars, training curves and Figure 3/4-style examples of one seed."""
-    rgb = open_frame_store(data_root, config.split, "test", "rgb")
-    mag = open_frame_store(data_root, config.split, "test", "mag")
-    classes = rgb.index.classes
+    """Confusion matrix, per-class bars, training curves (one per log) and Figure 3/4-style examples
+    (``examples``: ``{video_id: (BGR frame, magnitude map)}``) of one seed's ``scores``."""
     paths = [plot_confusion(evaluate(scores["final_conv5"]).confusion, classes, out / "confusion_final_conv5.png",
                             title=f"{ROWS['final_conv5']} (seed {seed})"),
              plot_per_class_accuracy(class_accuracies(scores, ("spatial", "spatial_amp", "temporal", "S+T",
                                                                "mfuse_conv5", "final_conv5")),
                                      classes, out / "per_class_accuracy.png")]
-    for log in sorted((config.out / f"seed{seed}" / "logs").glob("*.log")):
+    for log in logs:
         paths.append(plot_training_curves(read_train_log(log), out / f"curves_{log.stem}.png",
                                           title=f"{log.stem} (seed {seed})"))
-    order = np.argsort([v for v in scores["spatial"].video_ids])[:: max(1, len(scores["spatial"]) // 4)][:4]
+    row = {str(video_id): i for i, video_id in enumerate(scores["spatial"].video_ids)}
     amp_examples, fusion_examples = [], []
-    for i in order:
-        video_id, label = str(scores["spatial"].video_ids[i]), int(scores["spatial"].labels[i])
-        t = max(1, mag.num_frames(video_id) // 2)
-        frame, magnitude = rgb.get_image(video_id, t), mag.get_image(video_id, t)
+    for video_id, (frame, magnitude) in examples.items():
+        i = row[video_id]
+        label = int(scores["spatial"].labels[i])
         amp_examples.append(AmplificationExample(frame, magnitude, label, scores["spatial"].scores[i],
                                                  scores["spatial_amp"].scores[i], gate=1.0 + magnitude))
         fusion_examples.append(FusionExample(frame, label, {"spatial": scores["spatial"].scores[i],
@@ -77,30 +106,39 @@ def write_pictures(config: DemoConfig, data_root: Path, scores: dict[str, ScoreS
     return paths
 
 
-def write_report(config: DemoConfig, data_root: Path, per_seed: dict[int, dict[str, ScoreSet]]) -> Path:
-    """Writes ``results/`` (table md/csv, results.json, pictures, results.md); returns results.md."""
-    out = config.out / "results"
+def write_report(out: Path, about: dict, per_seed: Mapping[int, Mapping[str, ScoreSet]], classes: Sequence[str],
+                 examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path]) -> Path:
+    """Writes the table (md/csv), ``results.json``, pictures and ``results.md`` into ``out``; returns results.md.
+
+    Args:
+        out: the results folder.
+        about: what the run was (JSON-able): ``dataset``, ``config``, ``seeds``, ``split``, ``flow``,
+            ``protocol``, ``max_iter`` (None unless the solvers were shortened), ``nets``.
+        per_seed: ``{seed: {name: ScoreSet}}``, names among ``ROWS``.
+        classes: class names in label order.
+        examples, logs: the first seed's example images and training logs (see :func:`write_pictures`).
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [Result(ROWS[name], COLUMN, config.split, evaluate(score_set).accuracy, seed,
+    split = about["split"]
+    results = [Result(ROWS[name], COLUMN, split, evaluate(score_set).accuracy, seed,
                       evaluate(score_set).mean_class_accuracy)
                for seed, scores in per_seed.items() for name, score_set in scores.items()]
-    table = build_table(synthetic_table_spec(config.split), results)
+    table = build_table(synthetic_table_spec(split), results)
     write_table(table, out)
     acc = accuracies(per_seed)
     first_seed = min(per_seed)
-    pictures = write_pictures(config, data_root, per_seed[first_seed], first_seed, out)
-    about = describe(config)
+    pictures = write_pictures(per_seed[first_seed], classes, examples, logs, first_seed, out)
     num_test = len(next(iter(per_seed[first_seed].values())))
-    (out / "results.json").write_text(json.dumps({"about": about, "accuracy": acc}, indent=2))
+    write_atomic(out / "results.json", json.dumps({"about": about, "accuracy": acc}, indent=2))
+    max_iter = about["max_iter"]
     lines = ["# mfuse demo results", "",
              f"What this is: the paper's pipeline on SYNTHETIC data ({about['dataset']}; {about['config']}), the "
-             f"tiny backbone (not CNN-M/VGG19, no ImageNet initialisation), split {config.split} "
+             f"tiny backbone (not CNN-M/VGG19, no ImageNet initialisation), split {split} "
              f"({num_test} test videos), {about['flow']} flow, {about['protocol']}, seeds {about['seeds']}"
-             + (f", every solver shortened to {config.max_iter} iterations (quick mode)" if config.max_iter else "")
+             + (f", every solver shortened to {max_iter} iterations (quick mode)" if max_iter else "")
              + ". The numbers say whether the pipeline works and how the methods compare on data designed to "
                "need both streams; they are not UCF101/HMDB51 results.", "",
              table.to_markdown(), "## The paper's claims on this data", *claim_lines(acc), "",
              "## Pictures", *[f"- `{p.name}`" for p in pictures], ""]
-    path = out / "results.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_atomic(out / "results.md", "\n".join(lines))

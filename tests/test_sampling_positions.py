@@ -1,9 +1,9 @@
-"""Test-time frame positions: the authors' gap rule, stacks that fit, short videos."""
+"""Frame positions: the authors' test-time gap rule, stacks that fit, short videos, training ranges."""
 
 import numpy as np
 import pytest
 
-from mfuse.evaluation.sampling import flow_stack_indices, rgb_index, sample_positions
+from mfuse.sampling.positions import flow_stack_indices, frame_range, rgb_index, sample_positions, train_position
 
 
 def test_authors_gap_rule():
@@ -55,3 +55,17 @@ def test_bad_arguments():
         sample_positions(1)
     with pytest.raises(ValueError):
         sample_positions(100, num_samples=0)
+
+
+def test_frame_range_keeps_the_stack_inside_the_flow_images():
+    assert frame_range({"rgb": 20, "flow": 19, "mag": 19}, 10) == 10
+    assert frame_range({"rgb": 20}, 10) == 20
+    assert frame_range({"rgb": 20, "mag": 19}, 10) == 19
+    assert frame_range({"rgb": 5, "flow": 4}, 10) == 1  # short video: padded stack from t = 1
+
+
+def test_train_position_is_uniform_or_the_middle():
+    rng = np.random.RandomState(3)
+    drawn = {train_position(7, rng) for _ in range(200)}
+    assert drawn == set(range(1, 8))
+    assert train_position(7, None) == 4 and train_position(1, None) == 1

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from mfuse.evaluation.crops import (FLOW_MEAN, FLOW_X_CHANNELS, RGB_MEAN, CropBox, crop_boxes, crop_image,
-                                    crop_modalities, split_flow_image, stack_flow)
+from mfuse.conventions import FLOW_MEAN, RGB_MEAN
+from mfuse.sampling.crops import (FLOW_X_CHANNELS, CropBox, choose_crop, crop_boxes, crop_image, crop_modalities,
+                                  flow_x_channels, split_flow_image, stack_flow)
 
 
 def numbered(height, width):
@@ -102,3 +103,22 @@ def test_bad_inputs_are_named():
         split_flow_image(np.zeros((10, 11), np.uint8))
     with pytest.raises(ValueError, match="differ in size"):
         stack_flow([np.zeros((10, 20), np.uint8), np.zeros((10, 22), np.uint8)])
+
+
+def test_crop_larger_than_frame_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        choose_crop(6, 8, 7, None, False)
+
+
+def test_training_crop_is_the_centre_box_without_a_generator_and_random_with_one():
+    assert choose_crop(6, 8, 4, None, True) == crop_boxes(6, 8, 4, "center")[0]
+    rng = np.random.RandomState(0)
+    boxes = {choose_crop(6, 8, 4, rng, True) for _ in range(300)}
+    assert {(b.top, b.left) for b in boxes} == {(t, l) for t in range(3) for l in range(5)}
+    assert {b.mirror for b in boxes} == {True, False}
+    assert not any(choose_crop(6, 8, 4, rng, False).mirror for _ in range(50))
+
+
+def test_flow_x_channels_only_for_flow():
+    assert flow_x_channels(["rgb", "flow"]) == {"flow": FLOW_X_CHANNELS}
+    assert flow_x_channels({"rgb": None, "mag": None}) == {}

@@ -1,5 +1,5 @@
-"""The built-in main job: the synthetic layout parses with the real split parsers, and a --quick run makes
-every artifact."""
+"""The built-in main job (mfuse.demo.run): the synthetic layout parses with the real split parsers, and a --quick
+run makes every artifact."""
 import json
 import subprocess
 import sys
@@ -83,13 +83,13 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
     config, _ = quick_run
     seed = config.out / "seed1"
     outputs = {}
-    for net in ("spatial", "temporal"):
+    for net, crop_size in (("spatial", ["--crop-size", 48]), ("temporal", [])):  # default: the net's 48
         out = tmp_path / f"{net}.npz"
         report = run_tool(TOOLS / "test_net.py", "--deploy", seed / "prototxt" / f"{net}_deploy.prototxt",
                           "--weights", seed / "runs" / net / "snap_iter_6.caffemodel", "--data", config.out / "data",
-                          "--out", out, "--frames", 2, "--crops", "center", "--crop-size", 48)
+                          "--out", out, "--frames", 2, "--crops", "center", *crop_size)
         scores = load_scores(out)
-        assert scores.frame_scores.shape[1:3] == (2, 1)
+        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 48
         assert report["accuracy"] == pytest.approx(evaluate(scores).accuracy)
         outputs[net] = out
     fused = run_tool(TOOLS / "fuse_scores.py", f"spatial={outputs['spatial']}", f"temporal={outputs['temporal']}",
@@ -100,8 +100,9 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
 
 def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_path):
     import caffe
+    from mfuse.evaluation.resume import PartialScores, run_identity
     from mfuse.evaluation.testing import Protocol, evaluate_net
-    from mfuse.prep.lmdb_store import open_frame_store
+    from mfuse.stores.reader import open_frame_store
 
     config, _ = quick_run
     seed = config.out / "seed1"
@@ -118,7 +119,8 @@ def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_pat
     for i in range(3):
         partial.add(str(whole.video_ids[i]), int(whole.labels[i]), whole.frame_scores[i].astype(np.float64))
     resumed_out = tmp_path / "resumed.npz"
-    np.savez(resumed_out.with_name(resumed_out.name + ".partial.npz"), **partial.snapshot())
+    identity = run_identity(net, meta, protocol, list(net.blobs)[-1], net.layers[-1].type != "Softmax")
+    PartialScores(resumed_out, identity).save(partial)  # what the interrupted run of the same net wrote
     resumed = evaluate_net(net, stores, resumed_out, meta, protocol, progress=False)
     np.testing.assert_allclose(np.sort(resumed.scores, axis=0), np.sort(whole.scores, axis=0), rtol=1e-3)
     assert sorted(map(str, resumed.video_ids)) == sorted(map(str, whole.video_ids))

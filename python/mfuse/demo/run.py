@@ -9,34 +9,32 @@ Stages (each skipped when its outputs are complete, so re-running is cheap):
    trained streams by :func:`mfuse.surgery.init_fusion`); the 25-frame x 10-crop test of every net
    (:mod:`mfuse.evaluation.testing`); late fusion (S+T, S(amp)+T, 2:3:4 with m-fusion).
 4. ``results/``: a table shaped like the paper's Tables 1-3 (mean +- std over seeds), per-class bars,
-   confusion matrix, training curves, Figure 3/4-style examples; ``results/results.md`` is printed.
+   confusion matrix, training curves, Figure 3/4-style examples (:mod:`mfuse.demo.report`, which takes the
+   results as plain data); ``results/results.md`` is printed.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from mfuse.evaluation import (ScoreSet, average_fusion, evaluate, load_scores, paper_weighted_fusion,
-                              per_class_accuracy)
-from mfuse.nets.build_all import NET_NAMES, custom_set, write_all
+from mfuse.conventions import FUSION_KINDS, MODALITIES, NET_NAMES
+from mfuse.demo.report import example_videos, write_report
+from mfuse.evaluation import (Protocol, ScoreSet, average_fusion, evaluate_net, load_scores, load_test_net,
+                              paper_weighted_fusion)
+from mfuse.nets.build_all import custom_set, write_all
 from mfuse.prep.frames import ExtractSettings
-from mfuse.prep.lmdb_store import open_frame_store
 from mfuse.prep.pipeline import prepare_dataset
-from mfuse.synthetic.generator import SyntheticConfig, generate
-from mfuse.synthetic.layout import UCF101_LIST_DIR
+from mfuse.stores.reader import open_frame_store, open_frame_stores
+from mfuse.surgery import init_fusion
+from mfuse.synthetic import UCF101_LIST_DIR, SyntheticConfig, generate
+from mfuse.training import train
 
+#: The nets trained first, from their fillers; spatial_amp starts from spatial, the fusion nets from both.
 STREAMS = ("spatial", "temporal")
-FUSION_NETS = ("baseline_a", "baseline_b", "mfuse_conv5", "mfuse_fc7")
-ROWS = {"spatial": "S", "spatial_amp": "S (amp)", "temporal": "T", "baseline_a": "baseline A",
-        "baseline_b": "baseline B", "mfuse_conv5": "m-fusion (conv5)", "mfuse_fc7": "m-fusion (fc7)",
-        "S+T": "S + T", "Samp+T": "S (amp) + T", "final_conv5": "S (amp) + T + m-fusion (conv5)",
-        "final_fc7": "S (amp) + T + m-fusion (fc7)"}
-COLUMN = "synthetic"
-CROP_SIZE = 48  # the tiny backbone's input (docs/nets.md)
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,6 @@ def seed_net_set(config: DemoConfig, data_root: Path, seed: int):
 
 def train_seed(config: DemoConfig, data_root: Path, seed: int) -> dict[str, Path]:
     """Writes one seed's prototxts and trains its nets; returns ``{net: final caffemodel}``."""
-    from mfuse.surgery import init_fusion
-    from mfuse.training import train
-
     seed_dir = config.out / f"seed{seed}"
     proto = (seed_dir / "prototxt").resolve()
     write_all(proto, [seed_net_set(config, data_root, seed)], net_root=str(proto))
@@ -112,7 +107,7 @@ def train_seed(config: DemoConfig, data_root: Path, seed: int) -> dict[str, Path
     models = {net: train(proto / f"{net}_solver.prototxt", logs / f"{net}.log", **kwargs) for net in STREAMS}
     models["spatial_amp"] = train(proto / "spatial_amp_solver.prototxt", logs / "spatial_amp.log",
                                   weights=models["spatial"], **kwargs)
-    for net in FUSION_NETS:
+    for net in FUSION_KINDS:
         init = seed_dir / "init" / f"{net}.caffemodel"
         if not init.exists():
             init_fusion(proto / f"{net}_deploy.prototxt", models["spatial"], models["temporal"], init)
@@ -121,12 +116,11 @@ def train_seed(config: DemoConfig, data_root: Path, seed: int) -> dict[str, Path
 
 
 def evaluate_seed(config: DemoConfig, data_root: Path, seed: int, models: dict[str, Path]) -> dict[str, ScoreSet]:
-    """The 25 x 10 test of every net of one seed, then late fusion; returns ``{name: ScoreSet}``."""
-    from mfuse.evaluation.testing import Protocol, evaluate_net, load_test_net
-
+    """The 25 x 10 test of every net of one seed (crops of each net's input size), then late fusion; returns
+    ``{name: ScoreSet}``."""
     seed_dir = config.out / f"seed{seed}"
-    protocol = Protocol(frames=config.frames, crop_mode=config.crop_mode, crop_size=CROP_SIZE)
-    stores = {m: open_frame_store(data_root, config.split, "test", m) for m in ("rgb", "flow", "mag")}
+    protocol = Protocol(frames=config.frames, crop_mode=config.crop_mode)
+    stores = open_frame_stores(data_root, config.split, "test", MODALITIES)
     scores = {}
     for net_name, weights in models.items():
         path = seed_dir / "scores" / f"{net_name}.npz"
@@ -151,35 +145,35 @@ def run_seed(config: DemoConfig, data_root: Path, seed: int) -> dict[str, ScoreS
     return evaluate_seed(config, data_root, seed, train_seed(config, data_root, seed))
 
 
-def run_demo(config: DemoConfig) -> Path:
-    """Runs every stage; returns the path of ``results/results.md``."""
-    from mfuse.demo_report import write_report
-
-    config = replace(config, out=Path(config.out).resolve())
-    config.out.mkdir(parents=True, exist_ok=True)
-    data_root = prepare_data(config)
-    per_seed = {seed: run_seed(config, data_root, seed) for seed in config.seeds}
-    return write_report(config, data_root, per_seed)
-
-
-def accuracies(per_seed: dict[int, dict[str, ScoreSet]]) -> dict[str, list[float]]:
-    """Top-1 accuracy of every row name over the seeds."""
-    table: dict[str, list[float]] = {}
-    for scores in per_seed.values():
-        for name, score_set in scores.items():
-            table.setdefault(name, []).append(evaluate(score_set).accuracy)
-    return table
-
-
-def class_accuracies(scores: dict[str, ScoreSet], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per-class accuracy of the named score sets (for the bar plot)."""
-    return {ROWS[name]: per_class_accuracy(evaluate(scores[name]).confusion) for name in names}
+def load_examples(data_root: Path, split: int, video_ids: Sequence[str]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{video_id: (BGR frame, magnitude map)}`` at the middle flow image of each video (test subset)."""
+    rgb = open_frame_store(data_root, split, "test", "rgb")
+    mag = open_frame_store(data_root, split, "test", "mag")
+    examples = {}
+    for video_id in video_ids:
+        t = max(1, mag.num_frames(video_id) // 2)
+        examples[video_id] = (rgb.get_image(video_id, t), mag.get_image(video_id, t))
+    return examples
 
 
 def describe(config: DemoConfig) -> dict:
-    """What the run is, for the report header."""
+    """What the run is, for the report header (plain JSON data)."""
     return {"dataset": "synthetic (mfuse.synthetic), UCF101 layout", "config": json.loads(json.dumps(
         {k: getattr(config.synthetic, k) for k in ("num_groups", "clips_per_group", "size", "num_frames", "seed")})),
             "seeds": list(config.seeds), "split": config.split, "flow": config.flow_algorithm,
             "protocol": f"{config.frames} frames x {config.crop_mode} crops", "max_iter": config.max_iter,
             "nets": list(NET_NAMES)}
+
+
+def run_demo(config: DemoConfig) -> Path:
+    """Runs every stage; returns the path of ``results/results.md``."""
+    config = replace(config, out=Path(config.out).resolve())
+    config.out.mkdir(parents=True, exist_ok=True)
+    data_root = prepare_data(config)
+    per_seed = {seed: run_seed(config, data_root, seed) for seed in config.seeds}
+    first_seed = min(per_seed)
+    classes = open_frame_store(data_root, config.split, "test", "rgb").index.classes
+    examples = load_examples(data_root, config.split, example_videos(per_seed[first_seed]["spatial"]))
+    logs = sorted((config.out / f"seed{first_seed}" / "logs").glob("*.log"))
+    return write_report(config.out / "results", describe(config), per_seed, classes, examples, logs)

@@ -1,17 +1,20 @@
-"""Test-time crops (paper §5.2: four corners and the centre, each also mirrored: 10 crops per frame).
+"""Crops of a sample's images: the test-time 10 crops and centre crop, the training-time random crop.
 
-Geometry and order follow ``caffe.io.oversample``: boxes at (top, left), (top, right), (bottom, left),
-(bottom, right) and the centre ``((H - h) // 2, (W - w) // 2)``, then the same five mirrored. ``mode="center"``
-gives the single unmirrored centre crop.
+Test time (paper §5.2): four corners and the centre, each also mirrored: 10 crops per frame. Geometry and
+order follow ``caffe.io.oversample``: boxes at (top, left), (top, right), (bottom, left), (bottom, right) and
+the centre ``((H - h) // 2, (W - w) // 2)``, then the same five mirrored. ``mode="center"`` gives the single
+unmirrored centre crop.
 
 All modalities of one sample share the crop boxes and flips (``crop_modalities``). Mirroring a flow image
 inverts its x component: quantised x channels become ``255 - q`` (``x_channels``, the even channels
 ``x1, y1, x2, y2, ...`` of a flow stack: ``FLOW_X_CHANNELS``).
 
-Output: float32 ``N x C x h x w`` arrays (Caffe's layout), minus a mean given by the caller:
-``RGB_MEAN`` (BGR 104, 117, 123) for RGB, ``FLOW_MEAN`` (128) for flow, ``None`` for magnitude.
-"""
+Training time (:func:`choose_crop`): a uniformly placed crop and a fair-coin mirror, or the centre crop in
+deterministic mode.
 
+Output: float32 ``N x C x h x w`` arrays (Caffe's layout), minus a mean given by the caller
+(``mfuse.conventions.MEANS``: BGR 104, 117, 123 for RGB, 128 for flow, ``None`` for magnitude).
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -19,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-RGB_MEAN = (104.0, 117.0, 123.0)
-FLOW_MEAN = 128.0
+from mfuse.conventions import CROP_MODES, CROP_SIZE
+
+#: The x channels of a flow stack ``x1, y1, ..., xL, yL``: inverted (``255 - q``) by a mirror.
 FLOW_X_CHANNELS = slice(0, None, 2)
-CROP_MODES = ("ten", "center")
 
 Mean = float | Sequence[float] | np.ndarray | None
 ChannelSelector = slice | Sequence[int] | None
@@ -36,7 +39,8 @@ class CropBox(NamedTuple):
     mirror: bool
 
 
-def crop_boxes(height: int, width: int, crop_size: int | tuple[int, int] = 224, mode: str = "ten") -> list[CropBox]:
+def crop_boxes(height: int, width: int, crop_size: int | tuple[int, int] = CROP_SIZE, mode: str = "ten"
+               ) -> list[CropBox]:
     """The crop boxes of an ``height x width`` image, in ``caffe.io.oversample`` order (10 for ``"ten"``,
     1 for ``"center"``). ``crop_size``: an int (square) or (crop_height, crop_width)."""
     crop_h, crop_w = _crop_hw(crop_size)
@@ -49,6 +53,19 @@ def crop_boxes(height: int, width: int, crop_size: int | tuple[int, int] = 224, 
         raise ValueError(f"unknown crop mode {mode!r}; expected one of {CROP_MODES}")
     five = [CropBox(top, left, False) for top in (0, height - crop_h) for left in (0, width - crop_w)] + [centre]
     return five + [box._replace(mirror=True) for box in five]
+
+
+def choose_crop(height: int, width: int, crop_size: int, rng: np.random.RandomState | None,
+                mirror: bool) -> CropBox:
+    """A training crop box: uniform position and a fair-coin mirror (when ``mirror``), or the centre when
+    ``rng`` is None."""
+    if crop_size > height or crop_size > width:
+        raise ValueError(f"crop {crop_size} does not fit frames of {height}x{width}")
+    if rng is None:
+        return crop_boxes(height, width, crop_size, "center")[0]
+    top = int(rng.randint(0, height - crop_size + 1))
+    left = int(rng.randint(0, width - crop_size + 1))
+    return CropBox(top, left, bool(mirror and rng.randint(2)))
 
 
 def _crop_hw(crop_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -65,6 +82,11 @@ def _as_hwc(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3:
         raise ValueError(f"expected an H x W or H x W x C image, got shape {image.shape}")
     return image
+
+
+def flow_x_channels(modalities) -> dict[str, slice]:
+    """The ``x_channels`` argument of :func:`crop_modalities` for a sample of ``modalities``."""
+    return {"flow": FLOW_X_CHANNELS} if "flow" in modalities else {}
 
 
 def split_flow_image(image: np.ndarray) -> np.ndarray:
@@ -98,7 +120,7 @@ def _subtract_mean(crops: np.ndarray, mean: Mean) -> np.ndarray:
     return crops - mean[None, :, None, None]
 
 
-def crop_image(image: np.ndarray, crop_size: int | tuple[int, int] = 224, mode: str = "ten", *,
+def crop_image(image: np.ndarray, crop_size: int | tuple[int, int] = CROP_SIZE, mode: str = "ten", *,
                mean: Mean = None, x_channels: ChannelSelector = None,
                boxes: Sequence[CropBox] | None = None) -> np.ndarray:
     """Crops of one ``H x W`` or ``H x W x C`` uint8 image as a float32 ``N x C x h x w`` array.
@@ -124,15 +146,17 @@ def crop_image(image: np.ndarray, crop_size: int | tuple[int, int] = 224, mode: 
     return _subtract_mean(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), mean)
 
 
-def crop_modalities(images: Mapping[str, np.ndarray], crop_size: int | tuple[int, int] = 224, mode: str = "ten",
-                    *, means: Mapping[str, Mean], x_channels: Mapping[str, ChannelSelector] | None = None
-                    ) -> dict[str, np.ndarray]:
+def crop_modalities(images: Mapping[str, np.ndarray], crop_size: int | tuple[int, int] = CROP_SIZE,
+                    mode: str = "ten", *, means: Mapping[str, Mean],
+                    x_channels: Mapping[str, ChannelSelector] | None = None,
+                    boxes: Sequence[CropBox] | None = None) -> dict[str, np.ndarray]:
     """Crop every modality of one sample with the same boxes and mirrors.
 
     ``images``: ``{name: H x W (x C) uint8}``, all of the same ``H x W`` (e.g. ``{"rgb": frame,
     "flow": stack_flow(...), "mag": magnitude}``); ``means``: ``{name: mean or None}`` for every name;
     ``x_channels``: ``{name: x-flow channels}`` for the modalities that hold x flow (e.g.
-    ``{"flow": FLOW_X_CHANNELS}``). Returns ``{name: float32 N x C x h x w}``.
+    ``{"flow": FLOW_X_CHANNELS}``, see :func:`flow_x_channels`); ``boxes``: explicit crop boxes (default
+    ``crop_boxes(H, W, crop_size, mode)``). Returns ``{name: float32 N x C x h x w}``.
     """
     if not images:
         raise ValueError("crop_modalities needs at least one image")
@@ -147,6 +171,6 @@ def crop_modalities(images: Mapping[str, np.ndarray], crop_size: int | tuple[int
     if unknown:
         raise ValueError(f"x_channels names modalities that are not in images: {sorted(unknown)}")
     height, width = next(iter(sizes.values()))
-    boxes = crop_boxes(height, width, crop_size, mode)
+    boxes = crop_boxes(height, width, crop_size, mode) if boxes is None else boxes
     return {name: crop_image(image, crop_size, boxes=boxes, mean=means[name], x_channels=x_channels.get(name))
             for name, image in images.items()}

@@ -1,11 +1,12 @@
-"""Training-sample assembly: frame ranges, shared crop and mirror, flow x inversion, epochs and ranks."""
-from dataclasses import dataclass, field, replace
+"""Sample assembly: frame images of a sample, shared crop and mirror, flow x inversion, epochs and ranks."""
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from mfuse.datasets.clip_sampler import (ClipSpec, choose_crop, common_videos, epoch_order, frame_range,
-                                          load_sample_images, make_sample)
+from mfuse.sampling.clips import ClipSpec, common_videos, epoch_order, frame_images, make_sample
+from mfuse.sampling.crops import choose_crop
+from mfuse.sampling.positions import frame_range
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,25 @@ def stores_for(counts_rgb, labels=None):
             "mag": CodedStore("mag", {v: n - 1 for v, n in counts_rgb.items()}, labels)}
 
 
-SPEC = ClipSpec(("rgb", "flow", "mag"), new_length=3, crop_size=4, means={"rgb": None, "flow": None, "mag": None})
-
-
-def test_frame_range_keeps_the_stack_inside_the_flow_images():
-    assert frame_range({"rgb": 20, "flow": 19, "mag": 19}, 10) == 10
-    assert frame_range({"rgb": 20}, 10) == 20
-    assert frame_range({"rgb": 20, "mag": 19}, 10) == 19
-    assert frame_range({"rgb": 5, "flow": 4}, 10) == 1  # short video: padded stack from t = 1
+SPEC = ClipSpec(("rgb", "flow", "mag"), stack_length=3, crop_size=4, means={"rgb": None, "flow": None, "mag": None})
 
 
 def test_short_video_stack_repeats_the_last_flow_image():
     stores = stores_for({"v": 4})
-    images = load_sample_images(stores, "v", 1, replace(SPEC, new_length=5))
+    images = frame_images(stores, "v", 1, 5)
     assert images["flow"].shape == (6, 8, 10)
     assert [t for _, t in stores["flow"].requests] == [1, 2, 3, 3, 3]
+
+
+def test_frame_images_take_rgb_where_asked_and_refuse_sizes_that_differ():
+    stores = stores_for({"v": 12})
+    images = frame_images(stores, "v", 2, 3, rgb_t=4)
+    assert stores["rgb"].requests == [("v", 4)] and stores["mag"].requests == [("v", 2)]
+    assert [t for _, t in stores["flow"].requests] == [2, 3, 4]
+    assert images["rgb"].shape == (6, 8, 3) and images["mag"].shape == (6, 8)
+    small = dict(stores, mag=CodedStore("mag", {"v": 11}, {"v": 0}, height=5))
+    with pytest.raises(ValueError, match="video v frame 2: modalities differ in size"):
+        frame_images(small, "v", 2, 3)
 
 
 def test_sample_shares_crop_and_mirror_and_inverts_x_flow():
@@ -139,8 +144,3 @@ def test_epoch_order_covers_every_video_once_across_ranks():
     np.testing.assert_array_equal(epoch_order(5, 0, 5, False), np.arange(5))
     with pytest.raises(ValueError, match="rank 3"):
         epoch_order(5, 0, 1, True, rank=3, num_ranks=3)
-
-
-def test_crop_larger_than_frame_is_refused():
-    with pytest.raises(ValueError, match="does not fit"):
-        choose_crop(6, 8, 7, None, False)
