@@ -60,3 +60,14 @@ def test_missing_video_files_are_reported(tmp_path):
 def test_no_split_files_is_an_error(tmp_path):
     with pytest.raises(SplitError, match="no '<class>_test_split<k>.txt' files"):
         hmdb51.load_classes(tmp_path)
+
+
+def test_a_video_flagged_train_in_one_file_and_test_in_another_is_named_a_leak(tmp_path):
+    write_class(tmp_path, "wave", {1: "w_a.avi 1\n"})
+    write_class(tmp_path, "run", {1: "w_a.avi 2\n"})
+    with pytest.raises(SplitError) as info:
+        hmdb51.load_split(tmp_path, 1, "test")
+    [problem] = info.value.problems
+    assert str(problem) == (f"{tmp_path / 'wave_test_split1.txt'}:1: duplicate entry 'w_a.avi' (first at "
+                            f"{tmp_path / 'run_test_split1.txt'}:1); listed for both train and test, which leaks "
+                            f"test data")

@@ -86,3 +86,26 @@ def test_bad_split_arguments_are_rejected(tmp_path):
         ucf101.load_split(root, 1, "val")
     with pytest.raises(FileNotFoundError, match="trainlist02.txt"):
         ucf101.load_split(root, 2, "train")
+
+
+def test_a_video_in_both_the_train_and_the_test_list_is_refused_with_both_places(tmp_path):
+    root = write_splits(tmp_path, "YoYo/v_YoYo_g08_c01.avi 3\nYoYo/v_YoYo_g01_c01.avi 3\n",
+                        "YoYo/v_YoYo_g02_c01.avi\nYoYo/v_YoYo_g01_c01.avi\n")
+    for subset, here, there in (("train", "trainlist01.txt:2", "testlist01.txt:2"),
+                                ("test", "testlist01.txt:2", "trainlist01.txt:2")):
+        with pytest.raises(SplitError) as info:
+            ucf101.load_split(root, 1, subset)
+        [problem] = info.value.problems
+        assert str(problem) == (f"{root / here}: video 'YoYo/v_YoYo_g01_c01' is also in {root / there} "
+                                f"(a video in both the train and the test list leaks test data)")
+
+
+@pytest.mark.parametrize("train, message", [
+    ("YoYo/x.avi one\n", "bad label 'one' of 'YoYo/x.avi': expected a 1-based class index"),
+    ("YoYo/x.avi\n", "missing label: expected '<Class>/<video>.avi <class index>', got 'YoYo/x.avi'"),
+])
+def test_a_train_line_without_an_integer_label_says_so(tmp_path, train, message):
+    root = write_splits(tmp_path, train, "")
+    with pytest.raises(SplitError) as info:
+        ucf101.load_split(root, 1, "train", videos_root=tmp_path)
+    assert [str(p) for p in info.value.problems] == [f"{root / 'trainlist01.txt'}:1: {message}"]

@@ -100,6 +100,7 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
 
 def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_path):
     import caffe
+    from mfuse.evaluation.resume import PartialScores, run_identity
     from mfuse.evaluation.testing import Protocol, evaluate_net
     from mfuse.stores.reader import open_frame_store
 
@@ -118,7 +119,8 @@ def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_pat
     for i in range(3):
         partial.add(str(whole.video_ids[i]), int(whole.labels[i]), whole.frame_scores[i].astype(np.float64))
     resumed_out = tmp_path / "resumed.npz"
-    np.savez(resumed_out.with_name(resumed_out.name + ".partial.npz"), **partial.snapshot())
+    identity = run_identity(net, meta, protocol, list(net.blobs)[-1], net.layers[-1].type != "Softmax")
+    PartialScores(resumed_out, identity).save(partial)  # what the interrupted run of the same net wrote
     resumed = evaluate_net(net, stores, resumed_out, meta, protocol, progress=False)
     np.testing.assert_allclose(np.sort(resumed.scores, axis=0), np.sort(whole.scores, axis=0), rtol=1e-3)
     assert sorted(map(str, resumed.video_ids)) == sorted(map(str, whole.video_ids))

@@ -1,4 +1,8 @@
-"""Late fusion on hand-made scores, and a weight search that can never use test videos."""
+"""Late fusion on hand-made scores, a weight search that can never use test videos, and the fuse_scores CLI."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +61,8 @@ def test_fusion_refuses_mismatched_streams():
         fuse({"a": a}, {"b": 1.0})
     with pytest.raises(ValueError, match="not all 0"):
         fuse({"a": a}, {"a": 0.0})
+    with pytest.raises(ValueError, match="finite"):
+        fuse({"a": a, "b": a}, {"a": float("nan"), "b": 1.0})
     with pytest.raises(TypeError, match="ScoreSet"):
         fuse({"a": a, "b": a.scores})
 
@@ -113,3 +119,51 @@ def test_search_needs_the_test_list_and_score_sets():
         search_weights(streams, test_video_ids="v0")
     with pytest.raises(TypeError, match="ScoreSet"):
         search_weights({"spatial": streams["spatial"].scores}, test_video_ids=[])
+
+
+FUSE_SCORES = Path(__file__).resolve().parents[1] / "tools" / "fuse_scores.py"
+
+
+def run_fuse_scores(*args):
+    return subprocess.run([sys.executable, str(FUSE_SCORES), *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def score_files(tmp_path):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    save_scores(a, scores([[0.6, 0.4], [0.5, 0.5], [0.8, 0.2]], subset="test"))
+    save_scores(b, scores([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]], subset="test"))
+    return a, b
+
+
+def test_fuse_scores_cli_fuses_and_writes(score_files, tmp_path):
+    a, b = score_files
+    result = run_fuse_scores(f"spatial={a}", f"temporal={b}", "--weights", "spatial=1", "temporal=2",
+                             "--out", tmp_path / "f.npz")
+    assert result.returncode == 0, result.stderr
+    assert load_scores(tmp_path / "f.npz").meta["fusion_weights"] == {"spatial": 1.0, "temporal": 2.0}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["spatial={a}", "spatial={b}"], "stream 'spatial' is given twice"),
+    (["spatial={a}", "temporal={b}", "--weights", "spatial=1", "spatial=2", "temporal=1"],
+     "weight 'spatial' is given twice"),
+    (["spatial={a}", "temporal={b}", "--weights", "spatial=nan", "temporal=1"],
+     "weight of 'spatial' must be a finite number >= 0, got 'nan'"),
+    (["spatial={a}", "temporal={b}", "--weights", "spatial=-1", "temporal=1"], "must be a finite number >= 0"),
+    (["spatial={a}", "temporal={b}", "--weights", "spatial=x", "temporal=1"], "must be a number, got 'x'"),
+])
+def test_fuse_scores_cli_refuses_bad_names_and_weights(score_files, tmp_path, args, message):
+    a, b = score_files
+    result = run_fuse_scores(*[arg.format(a=a, b=b) for arg in args], "--out", tmp_path / "f.npz")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "f.npz").exists()
+
+
+def test_fuse_scores_cli_names_a_bad_score_file(score_files, tmp_path):
+    a, _ = score_files
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    result = run_fuse_scores(f"spatial={a}", f"temporal={tmp_path / 'junk.npz'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / 'junk.npz'}: not a readable npz score file")

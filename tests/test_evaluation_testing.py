@@ -1,5 +1,7 @@
-"""The test runner: the protocol takes the net's input geometry, crops are frame-major, a run writes its score file;
-``tools/test_net.py`` refuses a crop size the deploy net does not take."""
+"""The test runner: the protocol takes the net's input geometry, crops are frame-major, a run writes its score file
+and resumes only a run of the same weights; ``tools/test_net.py`` refuses a crop size the deploy net does not
+take, weights that do not fit it and another run's partial file."""
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 
 from mfuse.evaluation.scores import load_scores
-from mfuse.evaluation.testing import Protocol, evaluate_net, net_geometry, protocol_for, video_crops
+from mfuse.evaluation.testing import (Protocol, evaluate_net, load_test_net, net_geometry, protocol_for,
+                                      video_crops)
 from mfuse.sampling import InputGeometry, sample_positions
 from mfuse.stores.reader import open_frame_stores
 
@@ -71,3 +74,116 @@ def test_test_net_cli_refuses_a_crop_size_the_deploy_net_does_not_take(tmp_path)
     assert result.stderr.strip() == \
         f"error: crop size 224 disagrees with {deploy}, whose inputs are 48x48"
     assert not (tmp_path / "s.npz").exists()
+
+
+def _random_weights(net, seed):
+    rng = np.random.default_rng(seed)
+    for blobs in net.params.values():
+        for blob in blobs:
+            blob.data[...] = rng.normal(0, 0.1, blob.data.shape)
+    return net
+
+
+def test_an_interrupted_run_resumes_only_with_the_same_weights(tiny_data_root, load_net, tmp_path, monkeypatch):
+    import mfuse.evaluation.testing as testing
+
+    net = _random_weights(load_net(str(TINY / "spatial_deploy.prototxt")), 1)
+    stores = open_frame_stores(tiny_data_root, 1, "test", ["rgb"])
+    meta, protocol = {"split": 1, "subset": "test"}, Protocol(frames=2, crop_mode="center")
+    full = evaluate_net(net, stores, tmp_path / "full.npz", meta, protocol, progress=False)
+    forward, calls = testing.forward_crops, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return forward(*args)
+
+    monkeypatch.setattr(testing, "forward_crops", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_net(net, stores, tmp_path / "s.npz", meta, protocol, checkpoint_every=1, progress=False)
+    monkeypatch.setattr(testing, "forward_crops", forward)
+    other = _random_weights(load_net(str(TINY / "spatial_deploy.prototxt")), 2)
+    with pytest.raises(ValueError, match=r"s.npz.partial.npz holds scores of another run: params_sha256: then"):
+        evaluate_net(other, stores, tmp_path / "s.npz", meta, protocol, progress=False)
+    assert not (tmp_path / "s.npz").exists()
+    resumed = evaluate_net(net, stores, tmp_path / "s.npz", meta, protocol, progress=False)
+    assert not (tmp_path / "s.npz.partial.npz").exists()
+    np.testing.assert_array_equal(resumed.video_ids, full.video_ids)
+    np.testing.assert_allclose(resumed.scores, full.scores, atol=1e-3)  # resumed videos: float16 frame scores
+
+
+def run_test_net(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "test_net.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def tiny_weights(load_net, tmp_path):
+    """Weights for the tiny spatial deploy net, and a caffemodel of the tiny temporal and fusion nets."""
+    paths = {}
+    for name in ("spatial", "temporal", "mfuse_conv5"):
+        paths[name] = tmp_path / f"{name}.caffemodel"
+        _random_weights(load_net(str(TINY / f"{name}_deploy.prototxt")), 3).save(str(paths[name]))
+    return paths
+
+
+def test_test_net_takes_the_crop_size_from_the_deploy_net_and_refuses_another_runs_partial_file(
+        tiny_data_root, tiny_weights, tmp_path):
+    deploy, out = TINY / "spatial_deploy.prototxt", tmp_path / "s.npz"
+    common = ["--deploy", deploy, "--data", tiny_data_root, "--out", out, "--frames", "2", "--crops", "center"]
+    result = run_test_net(*common, "--weights", tiny_weights["spatial"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = load_scores(out)
+    assert scores.meta["protocol"]["crop_size"] == 48  # no --crop-size: the deploy net's 48, not 224
+    assert scores.meta["weights_sha256"] == hashlib.sha256(tiny_weights["spatial"].read_bytes()).hexdigest()
+    assert scores.meta["deploy_sha256"] == hashlib.sha256(deploy.read_bytes()).hexdigest()
+    partial = tmp_path / "s.npz.partial.npz"
+    np.savez(partial, video_ids=np.array([], dtype=str))  # progress of an unknown run (no identity)
+    out.unlink()
+    result = run_test_net(*common, "--weights", tiny_weights["spatial"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: {partial} does not say which net, weights and protocol")
+    result = run_test_net(*common, "--weights", tiny_weights["spatial"], "--restart")
+    assert result.returncode == 0 and out.exists() and not partial.exists()
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("empty", "{path} holds no layer with weights"),
+    ("text", "{path} is not a caffemodel"),
+    ("mfuse_conv5", "{path} does not fit {deploy}: 8 of the net's 8 layers with parameters are missing from it: "
+                    "conv1, conv2, conv3, conv4, conv5, fc6, fc7, fc8_action (it holds: rgb_conv1,"),
+    ("temporal", "{path} does not fit {deploy}: shapes differ: conv1: the net has 16x3x5x5, 16, the weights "
+                 "16x20x5x5, 16"),
+])
+def test_test_net_refuses_weights_that_do_not_fit_the_deploy_net(tiny_weights, tmp_path, weights, message):
+    deploy = TINY / "spatial_deploy.prototxt"
+    path = tiny_weights.get(weights, tmp_path / f"{weights}.caffemodel")
+    if weights == "empty":
+        path.write_bytes(b"")
+    elif weights == "text":
+        path.write_text(deploy.read_text())
+    result = run_test_net("--deploy", deploy, "--weights", path, "--data", tmp_path, "--out", tmp_path / "s.npz")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: " + message.format(path=path, deploy=deploy)), result.stderr
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_test_net_names_a_missing_layer(load_net, tiny_weights, tmp_path):
+    from caffe.proto import caffe_pb2
+
+    model = caffe_pb2.NetParameter.FromString(tiny_weights["spatial"].read_bytes())
+    kept = [layer for layer in model.layer if layer.name != "fc7"]
+    del model.layer[:]
+    model.layer.extend(kept)
+    path = tmp_path / "no_fc7.caffemodel"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ValueError, match=r"1 of the net's 8 layers with parameters are missing from it: fc7 \("):
+        load_test_net(TINY / "spatial_deploy.prototxt", path)
+
+
+@pytest.mark.parametrize("option", ["--max-batch", "--frames", "--workers"])
+def test_test_net_refuses_counts_below_one(tmp_path, option):
+    result = run_test_net("--deploy", "d", "--weights", "w", "--data", tmp_path, "--out", tmp_path / "s.npz",
+                          option, "0")
+    assert result.returncode == 2 and f"argument {option}: must be at least 1, got 0" in result.stderr

@@ -198,3 +198,17 @@ def test_gpu_matches_cpu(tmp_path, params):
         caffe.set_mode_cpu()
     for a, b, what in zip(on_gpu, on_cpu, ("top", "feat diff", "source diff")):
         assert_close(a, b, what=f"GPU vs CPU {what}")
+
+
+@pytest.mark.parametrize("bottoms", [1, 3])
+def test_cpp_bottom_count_check_names_the_layer(tmp_path, bottoms):
+    net = caffe.NetSpec()
+    inputs = [L.Input(shape=dict(dim=[2, 3, 4, 5]), name=f"in{i}") for i in range(bottoms)]
+    net.top = L.FlowAmplify(*inputs, name="amp1")
+    path = tmp_path / "net.prototxt"
+    path.write_text(str(net.to_proto()))
+    script = "import sys, caffe; caffe.Net(sys.argv[1], caffe.TEST)"
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert (f"amp1: FlowAmplify takes 2 bottoms (features N x C x H x W, gate source N x G x H' x W'), "
+            f"got {bottoms}") in result.stderr, result.stderr[-2000:]

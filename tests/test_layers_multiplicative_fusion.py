@@ -491,3 +491,14 @@ def test_twin_fillers_follow_caffe_semantics():
     assert np.all(mf.fill({"type": "constant", "value": 2.5}, (3, 2), rng) == 2.5)
     gauss = mf.fill({"type": "gaussian", "std": 0.1}, (200, 50), rng)
     assert abs(gauss.std() - 0.1) < 0.01
+
+
+@pytest.mark.parametrize("fusion_param, message", [
+    ({}, "fuse: num_output (K, the fused dimension) is required in multiplicative_fusion_param"),
+    (dict(num_output=4000000000), "fuse: num_output (K) must be at most 2147483647, got 4000000000"),
+])
+def test_num_output_absent_or_beyond_int_is_a_clear_check(tmp_path, fusion_param, message):
+    result = run_net_script(tmp_path, [(2, 3, 2, 2), (2, 4, 2, 2)], fusion_param)
+    assert result.returncode != 0
+    check_line = next((line for line in result.stderr.splitlines() if "Check failed" in line), "")
+    assert message in check_line, result.stderr[-2000:]

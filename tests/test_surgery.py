@@ -187,3 +187,100 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, streams):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "surgery failed: no layer 'conv9'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "a.prototxt").exists()
+
+
+def _without(caffemodel, tmp_path, names, rename=False):
+    """A copy of ``caffemodel`` without the layers ``names`` (or with them renamed ``other_<name>``)."""
+    model = caffe_pb2.NetParameter.FromString(caffemodel.read_bytes())
+    kept = []
+    for layer in model.layer:
+        if layer.name in names and rename:
+            layer.name = f"other_{layer.name}"
+        if layer.name not in names:
+            kept.append(layer)
+    del model.layer[:]
+    model.layer.extend(kept)
+    path = tmp_path / f"{caffemodel.stem}_edited.caffemodel"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_imagenet_init_refuses_a_model_of_which_nothing_fits(tmp_path, streams):
+    (spatial_proto, spatial_model, spatial), _ = streams
+    unrelated = _without(spatial_model, tmp_path, set(spatial.params), rename=True)
+    out = tmp_path / "out.caffemodel"
+    with pytest.raises(SurgeryError, match=r"nothing of .*_edited.caffemodel fits .*spatial.prototxt: no layer of "
+                                           r"the net \(conv1, .*fc8_action\) is in it \(its layers: other_conv1"):
+        init_from_imagenet(spatial_proto, unrelated, out, allow_partial=True)
+    assert not out.exists()
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "surgery.py"), "imagenet-init", str(spatial_proto),
+                             "--imagenet", str(unrelated), "--out", str(out)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "surgery failed: nothing of" in result.stderr and not out.exists()
+
+
+def test_imagenet_init_needs_allow_partial_when_layers_besides_the_classifier_are_missing(tmp_path, streams):
+    (spatial_proto, spatial_model, spatial), _ = streams
+    partial = _without(spatial_model, tmp_path, {"conv4", "fc8_action"})
+    out = tmp_path / "out.caffemodel"
+    with pytest.raises(SurgeryError, match=r"lacks 1 layer\(s\) of .*: conv4 \(only the classifier fc8_action is "
+                                           r"expected to be new\)"):
+        init_from_imagenet(spatial_proto, partial, out)
+    assert not out.exists()
+    records = init_from_imagenet(spatial_proto, partial, out, allow_partial=True)
+    assert {r.target: r.status for r in records}["conv4"] == SKIPPED
+    without_classifier = _without(spatial_model, tmp_path, {"fc8_action"})
+    init_from_imagenet(spatial_proto, without_classifier, out)  # a new classifier is what imagenet-init expects
+
+
+def test_written_models_hold_the_copied_layers_only_so_a_second_init_is_identical(tmp_path, streams):
+    """The fusion layers are left to the seeded solver: the unseeded fillers of this process never reach the
+    file, so two inits of the same sources give the same bytes."""
+    (_, spatial_model, _), (_, temporal_model, _) = streams
+    fusion = _write(fusion_net("tiny", "tiny", 8, DeployInputs(), Fusion("mfuse_conv5", num_output=16)),
+                    tmp_path / "fusion.prototxt")
+    init_fusion(fusion, spatial_model, temporal_model, tmp_path / "a.caffemodel")
+    init_fusion(fusion, spatial_model, temporal_model, tmp_path / "b.caffemodel")
+    assert (tmp_path / "a.caffemodel").read_bytes() == (tmp_path / "b.caffemodel").read_bytes()
+    saved = read_caffemodel(tmp_path / "a.caffemodel")
+    assert sorted(saved) == sorted(p + layer for layer in TOWER for p in ("rgb_", "flow_"))
+
+
+def test_insert_amplify_that_fails_writes_neither_output(tmp_path, streams):
+    (spatial_proto, spatial_model, _), _ = streams
+    incomplete = _without(spatial_model, tmp_path, {"fc7"})
+    out_proto, out_model = tmp_path / "amp.prototxt", tmp_path / "amp.caffemodel"
+    with pytest.raises(SurgeryError, match=r"fc7 <- .*_edited.caffemodel:fc7: missing"):
+        insert_flow_amplify(spatial_proto, incomplete, "conv5", out_proto, out_model)
+    assert sorted(tmp_path.iterdir()) == sorted(
+        [spatial_proto, spatial_model, incomplete] + list(tmp_path.glob("temporal.*")))
+
+
+def test_a_seeded_fusion_run_is_reproducible_bit_for_bit(tmp_path, streams, tiny_data_root):
+    """Issue 20, item 16: fusion init + ``caffe train`` twice with the same seed gives the same weights.
+
+    The fusion layers (``mfuse``, ``cons_*``) are not in the init caffemodel: the seeded solver fills them.
+    """
+    from dataclasses import replace
+
+    from mfuse.nets.build_all import custom_set, write_all
+    from mfuse.training import train
+
+    (_, spatial_model, _), (_, temporal_model, _) = streams
+    trained = {}
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        net_set = custom_set("tiny", "synthetic", source=str(tiny_data_root), runs_dir=str(folder / "runs"), seed=7)
+        net_set = replace(net_set, fusion_schedule=replace(net_set.fusion_schedule, max_iter=4, steps=(2,),
+                                                           snapshot=4, test_interval=40))
+        write_all(folder / "prototxt", [net_set])
+        init = folder / "init.caffemodel"
+        init_fusion(folder / "prototxt" / "mfuse_conv5_deploy.prototxt", spatial_model, temporal_model, init)
+        final = train(folder / "prototxt" / "mfuse_conv5_solver.prototxt", folder / "train.log", weights=init,
+                      cwd=folder, progress=False)
+        trained[run] = read_caffemodel(final)
+    assert sorted(trained["a"]) == sorted(trained["b"])
+    for name, layer in trained["a"].items():
+        for index, (x, y) in enumerate(zip(layer.blobs, trained["b"][name].blobs)):
+            assert x.tobytes() == y.tobytes(), f"{name} blob {index} differs between two seeded runs"
+    assert "mfuse" in trained["a"] and "mfuse" not in read_caffemodel(tmp_path / "a" / "init.caffemodel")

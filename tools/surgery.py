@@ -1,4 +1,5 @@
-"""Net surgery: initial caffemodels for fusion / stream nets, FlowAmplify insertion. Prints what was copied.
+"""Net surgery: initial caffemodels for fusion / stream nets, FlowAmplify insertion. Prints what was copied;
+writes nothing (exit 1) when a source does not fit, or when nothing of it does.
 
     python tools/surgery.py fusion-init prototxt/mfuse_conv5_deploy.prototxt \\
         --spatial runs/spatial/snap_iter_20000.caffemodel --temporal runs/temporal/snap_iter_80000.caffemodel \\
@@ -30,6 +31,9 @@ def parse_args():
     imagenet.add_argument("--imagenet", required=True, help="ImageNet caffemodel (same layer names)")
     imagenet.add_argument("--cross-modality", action="store_true",
                           help="average the first conv's RGB filters and replicate them to the flow channels")
+    imagenet.add_argument("--allow-partial", action="store_true",
+                          help="accept an ImageNet model that lacks layers besides the classifier (they keep "
+                               "their fillers)")
     imagenet.add_argument("--out", required=True, help="output caffemodel")
     amplify = commands.add_parser("insert-amplify", help="add FlowAmplify after a layer of any deploy net")
     amplify.add_argument("prototxt", help="deploy prototxt")
@@ -52,7 +56,8 @@ def main():
         if args.command == "fusion-init":
             records = init_fusion(args.prototxt, args.spatial, args.temporal, args.out)
         elif args.command == "imagenet-init":
-            records = init_from_imagenet(args.prototxt, args.imagenet, args.out, args.cross_modality)
+            records = init_from_imagenet(args.prototxt, args.imagenet, args.out, args.cross_modality,
+                                         args.allow_partial)
         else:
             records = insert_flow_amplify(args.prototxt, args.caffemodel, args.after, args.out_prototxt,
                                           args.out_caffemodel, args.magnitude_shape, args.magnitude_top,

@@ -8,14 +8,20 @@
   deploy prototxt, keeping every weight.
 
 Every copy is checked: a layer of the target net that should come from a source but is absent there, or whose
-blob shapes differ, is an error naming the layer, the file and the shapes, and nothing is written. The result
-is a list of ``CopyRecord`` (``format_report`` prints it).
+blob shapes differ, is an error naming the layer, the file and the shapes, and nothing is written; so is a
+source of which nothing fits the target. The result is a list of ``CopyRecord`` (``format_report`` prints it).
+
+The written caffemodel holds the copied layers only. The target's other layers (the fusion layers, the
+classifier) are initialised by the net that loads it: ``caffe train -weights`` fills them from the solver's
+seeded RNG (``random_seed``), so a seeded run is reproducible; this process's unseeded fillers never reach a
+file.
 
 Weights are read straight from the caffemodel protobuf (new ``layer`` and legacy V1 ``layers`` formats), so a
 source needs no prototxt; the target net is instantiated with pycaffe from its (deploy) prototxt.
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +40,9 @@ from mfuse.nets.inputs import input_shapes
 #: The FlowAmplify fields ``insert_flow_amplify`` writes unless told otherwise.
 AMPLIFY_FIELDS = {key: FLOW_AMPLIFY_DEFAULTS[key] for key in ("offset", "scale")}
 
+#: What becomes of a target layer that no source fills: the written caffemodel leaves it out.
+FILLER_NOTE = "not saved: the net that loads the caffemodel initialises it with its filler"
+
 #: Status of a ``CopyRecord``.
 COPIED, ADAPTED, SKIPPED, UNUSED, MISMATCH, MISSING = "copied", "adapted", "skipped", "unused", "mismatch", "missing"
 
@@ -48,7 +57,7 @@ class WeightSource:
 
     Target layer ``prefix + name`` is filled from the source layer ``name``. With ``required``, a target
     layer with that prefix missing from the source is an error (a fusion tower must be complete); otherwise
-    it keeps its filler initialisation and is reported as skipped.
+    it is left to its filler (not saved) and is reported as skipped.
     """
     caffemodel: str
     prefix: str = ""
@@ -89,12 +98,9 @@ class StoredLayer:
     legacy: bool
 
 
-def read_caffemodel(path) -> dict[str, StoredLayer]:
-    """Layer name -> blobs of every layer with parameters in the caffemodel at ``path``.
-
-    Raises:
-        SurgeryError: if the file is missing or is not a Caffe NetParameter.
-    """
+def _weighted_layers(path) -> list:
+    """The layers with blobs of the caffemodel at ``path`` (new and V1 formats); SurgeryError if the file is
+    missing, is not a Caffe NetParameter or holds no weights."""
     path = Path(path)
     if not path.is_file():
         raise SurgeryError(f"caffemodel {path} does not exist")
@@ -103,17 +109,57 @@ def read_caffemodel(path) -> dict[str, StoredLayer]:
         model.ParseFromString(path.read_bytes())
     except DecodeError as err:
         raise SurgeryError(f"{path} is not a caffemodel (Caffe NetParameter): {err}") from err
-    layers = {}
-    for layer in list(model.layer) + list(model.layers):
-        if len(layer.blobs):
-            try:
-                blobs = [_blob_array(blob) for blob in layer.blobs]
-            except SurgeryError as err:
-                raise SurgeryError(f"{path}: layer {layer.name}: {err}") from err
-            layers[layer.name] = StoredLayer(blobs, any(_shape(blob)[1] for blob in layer.blobs))
+    layers = [layer for layer in list(model.layer) + list(model.layers) if len(layer.blobs)]
     if not layers:
         raise SurgeryError(f"{path} holds no layer with weights: is it a caffemodel (not a prototxt)?")
     return layers
+
+
+def read_caffemodel(path) -> dict[str, StoredLayer]:
+    """Layer name -> blobs of every layer with parameters in the caffemodel at ``path``.
+
+    Raises:
+        SurgeryError: if the file is missing or is not a Caffe NetParameter.
+    """
+    layers = {}
+    for layer in _weighted_layers(path):
+        try:
+            blobs = [_blob_array(blob) for blob in layer.blobs]
+        except SurgeryError as err:
+            raise SurgeryError(f"{path}: layer {layer.name}: {err}") from err
+        layers[layer.name] = StoredLayer(blobs, any(_shape(blob)[1] for blob in layer.blobs))
+    return layers
+
+
+def check_weights(net, caffemodel, net_name: str) -> None:
+    """Checks, before Caffe copies ``caffemodel`` into the pycaffe ``net`` (of the prototxt ``net_name``), that
+    it holds every layer of the net that has parameters, with the same number of blobs and their shapes.
+
+    Caffe's own copy skips a layer the caffemodel lacks (it keeps its random fillers: a test of such a net
+    scores an untrained model) and aborts on a shape mismatch.
+
+    Raises:
+        SurgeryError: naming every missing or misfitting layer (and what the caffemodel holds instead).
+    """
+    stored = {layer.name: [_shape(blob) for blob in layer.blobs] for layer in _weighted_layers(caffemodel)}
+    missing, misfits = [], []
+    for name, blobs in net.params.items():
+        if name not in stored:
+            missing.append(name)
+            continue
+        shapes = [tuple(blob.data.shape) for blob in blobs]
+        fits = [_shape_fits(shape, target, legacy) for (shape, legacy), target in zip(stored[name], shapes)]
+        if len(stored[name]) != len(shapes) or not all(fits):
+            held = _shapes(shape for shape, _ in stored[name])
+            misfits.append(f"{name}: the net has {_shapes(shapes)}, the weights {held}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of the net's {len(net.params)} layers with parameters are missing from "
+                        f"it: {', '.join(missing)} (it holds: {', '.join(stored)})")
+    if misfits:
+        problems.append("shapes differ: " + "; ".join(misfits))
+    if problems:
+        raise SurgeryError(f"{caffemodel} does not fit {net_name}: " + "; ".join(problems))
 
 
 def _strip_leading_ones(shape: Sequence[int]) -> tuple[int, ...]:
@@ -123,10 +169,11 @@ def _strip_leading_ones(shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _fits(stored: np.ndarray, target_shape: tuple[int, ...], legacy: bool) -> bool:
-    if stored.shape == target_shape:
+def _shape_fits(stored: tuple[int, ...], target: tuple[int, ...], legacy: bool) -> bool:
+    """Whether a stored blob shape fits a target blob (legacy V1 shapes: leading 1s do not count)."""
+    if tuple(stored) == tuple(target):
         return True
-    return legacy and _strip_leading_ones(stored.shape) == _strip_leading_ones(target_shape)
+    return legacy and _strip_leading_ones(stored) == _strip_leading_ones(target)
 
 
 def _cross_modality(weights: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -167,7 +214,7 @@ def _copy_layer(name: str, target_blobs, source: WeightSource, stored: dict[str,
     if source_name not in stored:
         if source.required:
             return CopyRecord(name, label, MISSING, f"no layer {source_name} in {source.caffemodel}")
-        return CopyRecord(name, "", SKIPPED, f"not in {source.caffemodel}: keeps its filler initialisation")
+        return CopyRecord(name, "", SKIPPED, f"not in {source.caffemodel}: {FILLER_NOTE}")
     layer = stored[source_name]
     source_shapes = [array.shape for array in layer.blobs]
     detail = f"target {_shapes(target_shapes)} <- source {_shapes(source_shapes)}"
@@ -175,7 +222,7 @@ def _copy_layer(name: str, target_blobs, source: WeightSource, stored: dict[str,
         return CopyRecord(name, label, MISMATCH, f"{len(target_blobs)} blobs <- {len(layer.blobs)} blobs; {detail}")
     new_values, adapted = [], False
     for array, shape in zip(layer.blobs, target_shapes):
-        if _fits(array, shape, layer.legacy):
+        if _shape_fits(array.shape, shape, layer.legacy):
             new_values.append(array.reshape(shape))
             continue
         replicated = _cross_modality(array, shape) if cross_modality else None
@@ -190,30 +237,16 @@ def _copy_layer(name: str, target_blobs, source: WeightSource, stored: dict[str,
     return CopyRecord(name, label, COPIED, detail)
 
 
-def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
-               cross_modality: bool = False) -> list[CopyRecord]:
-    """Writes ``out_caffemodel`` for the net of ``target_prototxt``, its layers filled from ``sources``.
-
-    Args:
-        target_prototxt: the target net (a deploy prototxt: no data layer to open).
-        sources: caffemodels with the name prefixes they fill.
-        out_caffemodel: written only when every copy fits (via a temporary file).
-        cross_modality: a first conv layer whose source has 3 input channels and the target another number
-            gets the channel-averaged RGB filters, replicated (the temporal net from an ImageNet model).
-
-    Returns:
-        one record per target layer with parameters, then one per unused source layer.
-
-    Raises:
-        SurgeryError: listing every missing or shape-mismatched layer (with file and shapes).
-    """
+def _fill(net, target: str, sources: Sequence[WeightSource], cross_modality: bool) -> list[CopyRecord]:
+    """Copies the sources into the pycaffe ``net`` (of the prototxt called ``target`` in messages); returns
+    the records (see :func:`transplant`). Raises ``SurgeryError`` when a copy does not fit or nothing was
+    copied at all."""
     stored = {source.caffemodel: read_caffemodel(source.caffemodel) for source in sources}
-    net = _load_target(target_prototxt)
     records, used = [], set()
     for name, blobs in net.params.items():
         source = _source_for(name, sources)
         if source is None:
-            records.append(CopyRecord(name, "", SKIPPED, "no source for this name: keeps its filler initialisation"))
+            records.append(CopyRecord(name, "", SKIPPED, f"no source for this name: {FILLER_NOTE}"))
             continue
         records.append(_copy_layer(name, blobs, source, stored[source.caffemodel], cross_modality))
         used.add((source.caffemodel, name[len(source.prefix):]))
@@ -225,14 +258,56 @@ def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
     if errors:
         lines = "\n".join(f"  {record.target} <- {record.source}: {record.status}: {record.detail}"
                           for record in errors)
-        raise SurgeryError(f"the sources do not fit {target_prototxt}; nothing written:\n{lines}")
-    _save_atomic(net, out_caffemodel)
+        raise SurgeryError(f"the sources do not fit {target}; nothing written:\n{lines}")
+    if not any(record.status in (COPIED, ADAPTED) for record in records):
+        files = ", ".join(source.caffemodel for source in sources)
+        raise SurgeryError(f"nothing of {files} fits {target}: no layer of the net ({', '.join(net.params)}) "
+                           f"is in it (its layers: {', '.join(sorted({n for s in stored.values() for n in s}))}); "
+                           f"nothing written")
     return records
 
 
-def _save_atomic(net, path) -> None:
-    with atomic_path(path) as tmp:
-        net.save(str(tmp))
+def transplant(target_prototxt, sources: Sequence[WeightSource], out_caffemodel,
+               cross_modality: bool = False) -> list[CopyRecord]:
+    """Writes ``out_caffemodel`` for the net of ``target_prototxt``, its layers filled from ``sources``.
+
+    The caffemodel holds the copied (and adapted) layers only: the others are initialised by the fillers of
+    the net that loads it (``caffe train -weights``: the solver's ``random_seed`` makes them reproducible).
+
+    Args:
+        target_prototxt: the target net (a deploy prototxt: no data layer to open).
+        sources: caffemodels with the name prefixes they fill.
+        out_caffemodel: written only when every copy fits and at least one layer was copied (via a
+            temporary file).
+        cross_modality: a first conv layer whose source has 3 input channels and the target another number
+            gets the channel-averaged RGB filters, replicated (the temporal net from an ImageNet model).
+
+    Returns:
+        one record per target layer with parameters, then one per unused source layer.
+
+    Raises:
+        SurgeryError: listing every missing or shape-mismatched layer (with file and shapes), or saying that
+            no layer of the target is in the sources.
+    """
+    net = _load_target(target_prototxt)
+    records = _fill(net, str(target_prototxt), sources, cross_modality)
+    _save_copied(net, records, out_caffemodel)
+    return records
+
+
+def _save_copied(net, records: Sequence[CopyRecord], path) -> None:
+    """Saves the layers of ``net`` that ``records`` mark copied or adapted, atomically, as a caffemodel."""
+    copied = {record.target for record in records if record.status in (COPIED, ADAPTED)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
+        whole = Path(folder) / "net.caffemodel"
+        net.save(str(whole))
+        model = caffe_pb2.NetParameter.FromString(whole.read_bytes())
+    kept = [layer for layer in model.layer if layer.name in copied]
+    del model.layer[:]
+    model.layer.extend(kept)
+    write_atomic(path, model.SerializeToString())
 
 
 def init_fusion(fusion_prototxt, spatial_caffemodel, temporal_caffemodel, out_caffemodel,
@@ -251,12 +326,26 @@ def init_fusion(fusion_prototxt, spatial_caffemodel, temporal_caffemodel, out_ca
     return transplant(fusion_prototxt, sources, out_caffemodel)
 
 
-def init_from_imagenet(stream_prototxt, imagenet_caffemodel, out_caffemodel,
-                       cross_modality: bool = False) -> list[CopyRecord]:
-    """The initial caffemodel of a stream net from an ImageNet model (same layer names; layers absent from the
-    ImageNet model, like ``fc8_action``, keep their fillers). ``cross_modality``: the temporal net's first conv
-    gets the RGB filters averaged over channels, replicated to its 2L flow channels."""
-    return transplant(stream_prototxt, [WeightSource(str(imagenet_caffemodel))], out_caffemodel, cross_modality)
+def init_from_imagenet(stream_prototxt, imagenet_caffemodel, out_caffemodel, cross_modality: bool = False,
+                       allow_partial: bool = False) -> list[CopyRecord]:
+    """The initial caffemodel of a stream net from an ImageNet model (same layer names). The net's last layer
+    with parameters (the classifier, ``fc8_action``) is new and keeps its filler; every other layer must come
+    from the ImageNet model unless ``allow_partial``. ``cross_modality``: the temporal net's first conv gets
+    the RGB filters averaged over channels, replicated to its 2L flow channels.
+
+    Raises:
+        SurgeryError: as :func:`transplant`, and naming the layers the model lacks (without ``allow_partial``).
+    """
+    net = _load_target(stream_prototxt)
+    records = _fill(net, str(stream_prototxt), [WeightSource(str(imagenet_caffemodel))], cross_modality)
+    classifier = list(net.params)[-1]
+    lacking = [record.target for record in records if record.status == SKIPPED and record.target != classifier]
+    if lacking and not allow_partial:
+        raise SurgeryError(f"{imagenet_caffemodel} lacks {len(lacking)} layer(s) of {stream_prototxt}: "
+                           f"{', '.join(lacking)} (only the classifier {classifier} is expected to be new); "
+                           f"allow_partial (--allow-partial) keeps their fillers; nothing written")
+    _save_copied(net, records, out_caffemodel)
+    return records
 
 
 def _blob_names(net: caffe_pb2.NetParameter) -> set:
@@ -345,7 +434,8 @@ def insert_flow_amplify(deploy_prototxt, caffemodel, after_layer: str, out_proto
                         flow_amplify_param: dict | None = None) -> list[CopyRecord]:
     """Writes ``out_prototxt`` (``deploy_prototxt`` + magnitude Input + FlowAmplify after ``after_layer``) and
     ``out_caffemodel`` (every weight of ``caffemodel``; each layer with parameters must be in it, with its
-    shapes). See ``amplified_prototxt`` for the arguments.
+    shapes). See ``amplified_prototxt`` for the arguments. Both files are written when everything succeeded,
+    neither otherwise.
 
     With offset 1 and a zero magnitude the new net computes exactly what the old one did.
     """
@@ -358,10 +448,13 @@ def insert_flow_amplify(deploy_prototxt, caffemodel, after_layer: str, out_proto
     except text_format.ParseError as err:
         raise SurgeryError(f"{path} is not a valid net prototxt: {err}") from err
     net = amplified_prototxt(deploy, after_layer, magnitude_shape, magnitude_top, flow_amplify_param)
-    out_prototxt = Path(out_prototxt)
     header = f"# {path.name} with FlowAmplify after {after_layer} (mfuse.surgery.insert_flow_amplify)\n"
-    write_atomic(out_prototxt, header + text_format.MessageToString(net))
-    return transplant(out_prototxt, [WeightSource(str(caffemodel), required=True)], out_caffemodel)
+    with atomic_path(out_prototxt, suffix=".prototxt") as prototxt, atomic_path(out_caffemodel) as model:
+        prototxt.write_text(header + text_format.MessageToString(net))
+        target = _load_target(prototxt)
+        records = _fill(target, str(out_prototxt), [WeightSource(str(caffemodel), required=True)], False)
+        _save_copied(target, records, model)
+    return records
 
 
 def format_report(records: Sequence[CopyRecord]) -> str:

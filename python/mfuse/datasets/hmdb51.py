@@ -54,14 +54,14 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
 
     ``videos_root``: when given, each listed video must exist at ``<videos_root>/<class>/<video>``.
     Raises ``SplitError`` listing every bad line (bad flag, malformed line, a video listed twice in
-    the split, missing video).
+    the split, with both places and a train/test leak named as such, missing video).
     """
     check_split(split, subset)
     classes = load_classes(splits_dir)
     files = _split_files(splits_dir)[split]
     wanted = _FLAG_OF_SUBSET[subset]
     collector = RecordCollector(videos_root)
-    seen: dict[str, tuple[Path, int]] = {}
+    seen: dict[str, tuple[Path, int, int]] = {}
     for label, class_name in enumerate(classes):
         path = files[class_name]
         for number, line in read_list(path):
@@ -74,10 +74,13 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
                 collector.problem(path, number, f"expected a bare file name, got {video!r}")
                 continue
             if video in seen:
-                first_file, first_line = seen[video]
-                collector.problem(path, number, f"duplicate entry {video!r} (first at {first_file}:{first_line})")
+                first_file, first_line, first_flag = seen[video]
+                leak = ("; listed for both train and test, which leaks test data"
+                        if {flag, first_flag} == set(_FLAG_OF_SUBSET.values()) else "")
+                collector.problem(path, number,
+                                  f"duplicate entry {video!r} (first at {first_file}:{first_line}){leak}")
                 continue
-            seen[video] = (path, number)
+            seen[video] = (path, number, flag)
             if flag == wanted:
                 collector.add(path, number, f"{class_name}/{video}", label)
     return collector.result()

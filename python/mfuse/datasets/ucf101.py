@@ -15,9 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from mfuse.conventions import check_split
-from mfuse.datasets.common import RecordCollector, SplitError, SplitProblem, VideoRecord, read_list
+from mfuse.datasets.common import (RecordCollector, SplitError, SplitProblem, VideoRecord, read_list,
+                                   video_id_of)
 
 NAME = "ucf101"
+_OTHER_SUBSET = {"train": "test", "test": "train"}
+#: File endings that mark the end of a video name in a list line (what follows is a label).
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg")
 
 
 def load_classes(splits_dir: Path) -> list[str]:
@@ -63,16 +67,25 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
 
     ``videos_root``: when given, each listed video must exist there and ``VideoRecord.path`` points
     to it; when None the paths are relative and not checked. Raises ``SplitError`` listing every bad
-    line (unknown class, label that contradicts the class folder, duplicate, missing video).
+    line (unknown class, missing or bad label in a train list, label that contradicts the class folder,
+    duplicate, missing video, a video of the other subset's list of the split: train/test leakage).
     """
     classes = load_classes(splits_dir)
     label_of = {name: i for i, name in enumerate(classes)}
     path = split_file(splits_dir, split, subset)
     collector = RecordCollector(videos_root)
+    other = split_file(splits_dir, split, _OTHER_SUBSET[subset])
+    in_other = _listed_videos(other) if other.is_file() else {}
     for number, line in read_list(path):
-        relative, label = _parse_line(line)
+        relative, label, problem = _parse_line(line, labelled=subset == "train")
         class_name = relative.replace("\\", "/").split("/", 1)[0]
-        if "/" not in relative.replace("\\", "/"):
+        video_id = video_id_of(relative)
+        if problem:
+            collector.problem(path, number, problem)
+        elif video_id in in_other:
+            collector.problem(path, number, f"video {video_id!r} is also in {other}:{in_other[video_id]} "
+                                            f"(a video in both the train and the test list leaks test data)")
+        elif "/" not in relative.replace("\\", "/"):
             collector.problem(path, number, f"expected '<Class>/<video>.avi', got {relative!r}")
         elif class_name not in label_of:
             collector.problem(path, number, f"class {class_name!r} is not in classInd.txt")
@@ -84,12 +97,26 @@ def load_split(splits_dir: Path, split: int, subset: str, videos_root: Path | No
     return collector.result()
 
 
-def _parse_line(line: str) -> tuple[str, int | None]:
-    """``"Class/v.avi 12"`` -> (``"Class/v.avi"``, 12); ``"Class/v.avi"`` -> (``"Class/v.avi"``, None).
+def _parse_line(line: str, labelled: bool) -> tuple[str, int | None, str | None]:
+    """``"Class/v.avi 12"`` -> (``"Class/v.avi"``, 12, None); ``"Class/v.avi"`` -> (``"Class/v.avi"``, None,
+    None); the third item is a problem (a message) or None.
 
-    The label is the last token when it is an integer, so file names with spaces still parse.
+    The label is the last token when the line has one after a video file name, so file names with spaces
+    still parse. A train list (``labelled``) needs a 1-based integer label; a test list has none.
     """
     fields = line.rsplit(None, 1)
     if len(fields) == 2 and fields[1].isdigit():
-        return fields[0], int(fields[1])
-    return line, None
+        return fields[0], int(fields[1]), None
+    if len(fields) == 2 and fields[0].lower().endswith(VIDEO_SUFFIXES):
+        if labelled:
+            return fields[0], None, f"bad label {fields[1]!r} of {fields[0]!r}: expected a 1-based class index"
+        return fields[0], None, (f"unexpected {fields[1]!r} after {fields[0]!r}: a test list names the video "
+                                 f"only")
+    if labelled:
+        return line, None, f"missing label: expected '<Class>/<video>.avi <class index>', got {line!r}"
+    return line, None, None
+
+
+def _listed_videos(path: Path) -> dict[str, int]:
+    """``{video id: line number}`` of every line of a split list (for the train/test overlap check)."""
+    return {video_id_of(_parse_line(line, labelled=False)[0]): number for number, line in read_list(path)}

@@ -70,8 +70,8 @@ def _weights_for(names: Sequence[str], weights: Mapping[str, float] | None) -> d
         return {name: 1.0 for name in names}
     if set(weights) != set(names):
         raise ValueError(f"weights are for {sorted(weights)}, streams are {sorted(names)}")
-    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
-        raise ValueError(f"weights must be >= 0 and not all 0, got {dict(weights)}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ValueError(f"weights must be finite, >= 0 and not all 0, got {dict(weights)}")
     return {name: float(weights[name]) for name in names}
 
 

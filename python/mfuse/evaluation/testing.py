@@ -9,7 +9,8 @@ the net's last blob) is a softmax, or logits that are softmaxed here (``apply_so
 
 Decoding and cropping of the next videos run in worker threads while the net runs (JPEG decoding releases
 the GIL). Progress is kept in ``<out>.partial.npz`` every ``checkpoint_every`` videos, so an interrupted run
-resumes where it stopped; the final score file is written atomically (see ``scores.save_scores``).
+resumes where it stopped, provided net, weights, data and protocol are the same (:mod:`mfuse.evaluation.resume`);
+the final score file is written atomically (see ``scores.save_scores``).
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from mfuse.conventions import INPUT_BLOBS, MEANS, STACK_LENGTH
-from mfuse.evaluation.aggregate import ScoreCollector, softmax
+from mfuse.evaluation.aggregate import softmax
+from mfuse.evaluation.resume import PartialScores, run_identity
 from mfuse.evaluation.scores import ScoreSet, save_scores
-from mfuse.fileio import atomic_path
 from mfuse.sampling import InputGeometry, crop_modalities, flow_x_channels, frame_images, rgb_index, sample_positions
 from mfuse.stores.format import rgb_frame_count
 
@@ -73,17 +74,26 @@ def protocol_for(protocol: Protocol, geometry: InputGeometry, source: str = "the
 
 def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
     """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu``; without ``weights`` the
-    prototxt's fillers initialise it (for timing)."""
+    prototxt's fillers initialise it (for timing).
+
+    Raises:
+        mfuse.surgery.SurgeryError: ``weights`` lacks a layer of the net that has parameters (Caffe would test
+            its random fillers) or its shapes differ, naming the layers; or it is not a caffemodel.
+    """
     import caffe
+
+    from mfuse.surgery import check_weights
 
     if gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
-    if weights is None:
-        return caffe.Net(str(deploy), caffe.TEST)
-    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net = caffe.Net(str(deploy), caffe.TEST)
+    if weights is not None:
+        check_weights(net, weights, str(deploy))
+        net.copy_from(str(weights))
+    return net
 
 
 def net_geometry(net, source: str = "the net") -> InputGeometry:
@@ -122,21 +132,6 @@ def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: 
     return np.concatenate(outputs)
 
 
-def _load_partial(path: Path, num_classes: int) -> tuple[ScoreCollector, set[str]]:
-    collector = ScoreCollector(num_classes)
-    if not path.exists():
-        return collector, set()
-    with np.load(path, allow_pickle=False) as data:
-        for video_id, label, frame_scores in zip(data["video_ids"], data["labels"], data["frame_scores"]):
-            collector.add(str(video_id), int(label), frame_scores.astype(np.float64))
-    return collector, set(collector.video_ids)
-
-
-def _save_partial(path: Path, collector: ScoreCollector) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **collector.snapshot())
-
-
 def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, protocol: Protocol = Protocol(),
                  output: str | None = None, apply_softmax: bool | None = None, workers: int = 2,
                  checkpoint_every: int = 20, progress: bool = True) -> ScoreSet:
@@ -165,8 +160,9 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
         apply_softmax = net.layers[-1].type != "Softmax"
     reference = stores[modalities[0]].index
     num_classes = len(reference.classes)
-    partial = out_path.with_name(out_path.name + ".partial.npz")
-    collector, done = _load_partial(partial, num_classes)
+    partial = PartialScores(out_path, run_identity(net, meta, protocol, output, apply_softmax))
+    collector = partial.load(num_classes)
+    done = set(collector.video_ids)
     todo = [v for v in sorted(reference.videos, key=lambda v: v.video_id) if v.video_id not in done]
 
     def prepare(video):
@@ -185,11 +181,11 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
             probs = softmax(scores) if apply_softmax else scores
             collector.add(video.video_id, video.label, probs.reshape(protocol.frames, protocol.crops_per_frame, -1))
             if (i + 1) % checkpoint_every == 0:
-                _save_partial(partial, collector)
+                partial.save(collector)
     meta = {**meta, "protocol": {"frames": protocol.frames, "crop_mode": protocol.crop_mode,
                                  "crop_size": protocol.crop_size, "stack_length": protocol.stack_length,
                                  "rgb_at_stack_centre": protocol.rgb_at_stack_centre}}
     score_set = collector.result(json.loads(json.dumps(meta)))
     save_scores(out_path, score_set)
-    partial.unlink(missing_ok=True)
+    partial.remove()
     return score_set

@@ -64,7 +64,8 @@ class FlowAmplifyLayer : public Layer<Dtype> {
       const vector<Blob<Dtype>*>& top);
 
   virtual inline const char* type() const { return "FlowAmplify"; }
-  virtual inline int ExactNumBottomBlobs() const { return 2; }
+  // Two bottoms (features, gate source): LayerSetUp checks the count and names
+  // the layer, which Caffe's ExactNumBottomBlobs check does not.
   virtual inline int ExactNumTopBlobs() const { return 1; }
 
   /// The gate of the last forward pass, @f$ N \times 1 \times H \times W @f$.

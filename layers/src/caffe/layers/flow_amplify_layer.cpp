@@ -143,6 +143,10 @@ void FlowAmplifyLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const FlowAmplifyParameter& param = this->layer_param_.flow_amplify_param();
   const std::string& name = this->layer_param_.name();
+  // Not ExactNumBottomBlobs: Caffe's count check does not name the layer.
+  CHECK_EQ(static_cast<int>(bottom.size()), 2) << name << ": FlowAmplify "
+      << "takes 2 bottoms (features N x C x H x W, gate source N x G x H' x W'"
+      << "), got " << bottom.size();
   CHECK(std::isfinite(param.offset()) && std::isfinite(param.scale()))
       << name << ": offset and scale must be finite; got offset "
       << param.offset() << ", scale " << param.scale() << ShapesOf(bottom);

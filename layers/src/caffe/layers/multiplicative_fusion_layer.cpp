@@ -1,3 +1,4 @@
+#include <climits>
 #include <vector>
 
 #include "caffe/filler.hpp"
@@ -30,7 +31,12 @@ void MultiplicativeFusionLayer<Dtype>::LayerSetUp(
   CHECK_GE(num_streams_, 2) << name << ": MultiplicativeFusion needs at least "
       << "2 bottoms (streams to fuse), got " << num_streams_
       << (num_streams_ ? " of shape " + bottom[0]->shape_string() : "");
-  num_output_ = param.num_output();
+  CHECK(param.has_num_output()) << name << ": num_output (K, the fused "
+      << "dimension) is required in multiplicative_fusion_param";
+  CHECK_LE(param.num_output(), static_cast<uint32_t>(INT_MAX)) << name
+      << ": num_output (K) must be at most " << INT_MAX << ", got "
+      << param.num_output();
+  num_output_ = static_cast<int>(param.num_output());
   CHECK_GT(num_output_, 0) << name << ": num_output (K) must be > 0, got "
       << num_output_;
   CHECK(param.stream_weight_filler_size() == 0 ||
