@@ -92,7 +92,8 @@ def test_a_failing_rank_stops_the_run_with_its_message(tmp_path, tiny_data_root,
         'layer { name: "probe" type: "Python" top: "probe" python_param { module: "failing_layer" '
         'layer: "FailOnRank1" } }\n'))
     started = time.monotonic()
-    with pytest.raises(TrainingError, match=r"rank 1 failed \(exit 1\): ValueError: rank 1 cannot read its share.* "
+    with pytest.raises(TrainingError, match=r"rank 1 failed \(exit 1\): Python layer 'probe' \(failing_layer."
+                                            r"FailOnRank1\) failed in setup: ValueError: rank 1 cannot read its share "
                                             r"\[log: .*train.rank1.log\]; the other ranks were stopped"):
         run_training(solver, cwd=tmp_path, progress=False, announce=lambda _: None, engine="ranks", cpu_ranks=2)
     assert time.monotonic() - started < 120   # 10000 iterations of 0.2 s on rank 0: it was stopped

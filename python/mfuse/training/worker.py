@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         lines = str(err).strip().splitlines()
         notes = getattr(err, "__notes__", [])   # the fork names the failing Python layer in a note
-        status.error(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-                     + (f" ({notes[-1]})" if notes else ""))
+        status.error("".join(f"{note}: " for note in notes[-1:])
+                     + f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))
         return 1
     status.done()
     return 0
