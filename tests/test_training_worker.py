@@ -65,6 +65,25 @@ def test_cpu_ranks_log_and_snapshot_on_rank_zero(tmp_path, tiny_data_root):
     assert (tmp_path / "ranks/rank1.caffemodel").exists()
 
 
+def test_resumed_ranks_reach_the_uninterrupted_weights(tmp_path, tiny_data_root):
+    # Rank 0's weights (the snapshots) after 3 + 3 iterations equal those after 6 (without NCCL the other ranks
+    # train on their own, so only rank 0's trajectory is the run's).
+    kwargs = dict(progress=False, announce=lambda _: None, engine="ranks", cpu_ranks=2)
+    whole_dir, part_dir = tmp_path / "whole", tmp_path / "part"
+    whole_dir.mkdir()
+    part_dir.mkdir()
+    whole = run_training(write_run(whole_dir, tiny_data_root, max_iter=6), cwd=whole_dir, **kwargs).final
+    write_run(part_dir, tiny_data_root, max_iter=3)
+    run_training(part_dir / "solver.prototxt", cwd=part_dir, **kwargs)
+    state = part_dir / "runs/snap_iter_3.solverstate"
+    resumed = run_training(write_run(part_dir, tiny_data_root, max_iter=6), cwd=part_dir, snapshot=state, **kwargs)
+    assert resumed.final == part_dir / "runs/snap_iter_6.caffemodel"
+    a, b = blobs(whole), blobs(resumed.final)
+    assert all(np.array_equal(x, y) for name in a for x, y in zip(a[name], b[name]))
+    third = blobs(part_dir / "runs/snap_iter_3.caffemodel")
+    assert not all(np.array_equal(x, y) for name in a for x, y in zip(a[name], third[name]))
+
+
 FAILING_LAYER = textwrap.dedent("""\
     import time
     import caffe
