@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17's multi-GPU checks on a lent machine with two or more GPUs, one command from the repository root:
 #
-#   MFUSE_SCALING_DATA=<dir> MFUSE_FUSION_INIT=<caffemodel> bash tools/device/multigpu_checks.sh [OUT]
+#   MFUSE_SCALING_DATA=<dir> MFUSE_FUSION_INIT=<caffemodel> bash tools/device/multigpu_checks.sh [OUT [ARGS...]]
 #
 # Needs, made on a machine with the project's venv:
 # - the device bundle with NCCL (tools/device/device_bundle.sh; $MFUSE_BUNDLE, default .carry/device; its data/
@@ -11,11 +11,12 @@
 # - the tiny m-fuse conv5 net's initial weights: tools/train.py of prototxt/tiny/spatial_solver.prototxt and
 #   temporal_solver.prototxt, then tools/surgery.py fusion-init prototxt/tiny/mfuse_conv5_deploy.prototxt
 #   ($MFUSE_FUSION_INIT).
-# Runs benchmarks/multigpu.py on every GPU the machine shows (1 GPU against all): writes OUT/multigpu.json and
-# OUT/multigpu.md, prints the tables last.
+# Runs benchmarks/multigpu.py on every GPU the machine shows (1 GPU against all; ARGS are passed on, e.g.
+# --iters 30): writes OUT/multigpu.json and OUT/multigpu.md, prints the tables last.
 set -euo pipefail
 REPO="$(pwd)"
 OUT="${1:-${OUT:-/tmp/multigpu}}"
+shift || true
 BUNDLE="${MFUSE_BUNDLE:-$REPO/.carry/device}"
 DATA="${MFUSE_SCALING_DATA:?set MFUSE_SCALING_DATA to the prepared 340x256 dataset (see the header)}"
 INIT="${MFUSE_FUSION_INIT:?set MFUSE_FUSION_INIT to the tiny m-fuse conv5 initial weights (see the header)}"
@@ -27,4 +28,4 @@ gpus="$(nvidia-smi -L | grep -c '^GPU ')"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
 python3 -c "import caffe; assert caffe.has_nccl(), 'this pycaffe was built without NCCL'; print('pycaffe with NCCL')"
 python3 "$REPO/benchmarks/multigpu.py" --tiny-data "$BUNDLE/data" --data "$DATA" --fusion-init "$INIT" \
-  --out "$OUT" --gpus "$gpus"
+  --out "$OUT" --gpus "$gpus" "$@"
