@@ -65,7 +65,11 @@ def parse_args():
     parser.add_argument("--nets", default="prototxt/vgg19", help="folder of the scaling nets (prototxt/tiny with "
                                                                  "--cpu to try the script on a CPU)")
     parser.add_argument("--cpu", action="store_true", help="CPU ranks without NCCL (to try the script here)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["agreement", "scaling", "dummy"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["agreement", "scaling", "data", "dummy"])
+    parser.add_argument("--scaling-nets", nargs="+", default=list(SCALING_NETS), choices=SCALING_NETS)
+    parser.add_argument("--whole-reduce", action="store_true",
+                        help="scaling runs all-reduce once per iteration (layer_wise_reduce: false) instead of after "
+                             "each layer's backward")
     args = parser.parse_args()
     if args.prepare_data is None and None in (args.tiny_data, args.data, args.out, args.fusion_init):
         parser.error("--tiny-data, --data, --fusion-init and --out are required (or --prepare-data alone)")
@@ -147,7 +151,7 @@ def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
 
 
 def write_solver(out: Path, name: str, base: Path, net: caffe_pb2.NetParameter, max_iter: int,
-                 display: int, final_snapshot: bool) -> Path:
+                 display: int, final_snapshot: bool, layer_wise_reduce: bool = True) -> Path:
     """A solver with ``base``'s schedule training ``net`` (inline) for ``max_iter`` iterations, no test."""
     solver = load_solver(base)
     for field in ("net", "train_net", "net_param", "test_net", "test_net_param", "test_iter", "test_state",
@@ -156,6 +160,7 @@ def write_solver(out: Path, name: str, base: Path, net: caffe_pb2.NetParameter, 
     solver.train_net_param.CopyFrom(net)
     solver.max_iter, solver.display, solver.average_loss, solver.iter_size = max_iter, display, 1, 1
     solver.snapshot, solver.snapshot_after_train = 0, final_snapshot
+    solver.layer_wise_reduce = layer_wise_reduce
     solver.snapshot_prefix = str(out / name / "snap")
     path = out / name / "solver.prototxt"
     write_atomic(path, text_format.MessageToString(solver))
@@ -222,7 +227,9 @@ def scaling_run(args, name: str, dummy: bool, count: int) -> dict:
     if dummy:
         net = dummy_inputs(net)
     tag = f"{name}_{'dummy' if dummy else 'data'}_{count}gpu"
-    solver = write_solver(args.out / "scaling", tag, base, net, args.iters, display=10, final_snapshot=False)
+    reduce = "whole" if args.whole_reduce else "layer-wise"
+    solver = write_solver(args.out / "scaling", f"{tag}_{reduce}", base, net, args.iters, display=10,
+                          final_snapshot=False, layer_wise_reduce=not args.whole_reduce)
     started = time.monotonic()
     result = train(solver, gpu_list(count, args.cpu), count, batch="per-gpu", timing=True)
     wall = time.monotonic() - started
@@ -230,7 +237,7 @@ def scaling_run(args, name: str, dummy: bool, count: int) -> dict:
     (first_iter, first_t, first_data), (last_iter, last_t, last_data) = events[0], events[-1]
     seconds = last_t - first_t
     return {"bench": "scaling", "name": name, "gpus": count, "input": "dummy" if dummy else "data_layer",
-            "samples_per_s": result.plan.total * (last_iter - first_iter) / seconds,
+            "reduce": reduce, "samples_per_s": result.plan.total * (last_iter - first_iter) / seconds,
             "batch_per_gpu": result.plan.batch_size, "iterations_timed": last_iter - first_iter,
             "seconds_timed": seconds, "data_wait_fraction": None if dummy else (last_data - first_data) / seconds,
             "run_seconds": wall}
@@ -251,12 +258,15 @@ def markdown(records: list[dict], device: str, args) -> str:
         lines += ["Every GPU runs the committed batch 32 per pass (iter_size 1); samples/s from rank 0's iteration "
                   f"times after {args.warmup} warm-up iterations ({args.iters} in all); constant fillers, no "
                   "test net. `data wait`: share of rank 0's time in its data layer's forward.", "",
-                  "| net | input | GPUs | samples/s | scaling vs 1 GPU | data wait |", "|---|---|---|---|---|---|"]
+                  "| net | input | all-reduce | GPUs | samples/s | scaling vs 1 GPU | data wait |",
+                  "|---|---|---|---|---|---|---|"]
         for r in scaling:
-            one = next((x for x in scaling if (x["name"], x["input"], x["gpus"]) == (r["name"], r["input"], 1)), None)
+            one = next((x for x in scaling if (x["name"], x["input"], x["gpus"]) == (r["name"], r["input"], 1)
+                        and x.get("reduce") == r.get("reduce")), None)
             ratio = f"{r['samples_per_s'] / one['samples_per_s']:.2f}x" if one else "-"
             wait = "-" if r["data_wait_fraction"] is None else f"{100 * r['data_wait_fraction']:.0f}%"
-            lines.append(f"| {r['name']} | {r['input']} | {r['gpus']} | {r['samples_per_s']:.1f} | {ratio} | {wait} |")
+            lines.append(f"| {r['name']} | {r['input']} | {r.get('reduce', 'layer-wise')} | {r['gpus']} | "
+                         f"{r['samples_per_s']:.1f} | {ratio} | {wait} |")
         lines.append("")
     for r in records:
         if r.get("bench") == "agreement" and "loss_windows" in r:
@@ -302,8 +312,9 @@ def main():
     if "agreement" not in args.skip:
         attempt({"bench": "agreement", "name": "tiny_mfuse_conv5"}, lambda: agreement(args))
     if "scaling" not in args.skip:
-        for name in SCALING_NETS:
-            for dummy in ([False] if "dummy" in args.skip else [False, True]):
+        inputs = [dummy for dummy, skip in ((False, "data"), (True, "dummy")) if skip not in args.skip]
+        for name in args.scaling_nets:
+            for dummy in inputs:
                 for count in (1, args.gpus):
                     attempt({"bench": "scaling", "name": name, "gpus": count, "input": "dummy" if dummy else
                              "data_layer"}, lambda: scaling_run(args, name, dummy, count))
