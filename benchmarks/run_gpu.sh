@@ -11,13 +11,19 @@
 # Files under OUT (flat, 8 at most): env.json, layers_gpu.jsonl, nets_caffe.jsonl, nets_torch.jsonl,
 # memcheck.jsonl, memcheck.txt, summary.md, run.log. REPS / WARMUP (default 20 / 5) set the repetitions.
 # Every step has a time cap so the whole run stays under 8 minutes; a failing step is reported and the rest go on.
+#
+# Layer work (issue 18): LAYERS_ONLY=1 skips the whole nets and runs instead the layers' gtests (gtest.jsonl, the
+# log in gtest.txt) and, when the bundle has bin/fusion_gemm_variants, the GEMM variants of MultiplicativeFusion
+# (variants.jsonl). BEFORE=DIR (a folder with lib/libcaffe.so* of an earlier build and bin/layer_bench built
+# against it) also runs that layer_bench, in the same run, into OUT/before/layers_gpu.jsonl for
+# `summarize.py OUT --before OUT/before`.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${1:-${OUT:-$REPO/build/bench-gpu}}"
 BUNDLE="${BUNDLE:-$REPO/.carry/gpu}"
 REPS="${REPS:-20}"
 WARMUP="${WARMUP:-5}"
-PLAN_S=450  # memcheck only starts while the run is inside this many seconds
+PLAN_S="${PLAN_S:-450}"  # memcheck only starts while the run is inside this many seconds
 STARTED=$(date +%s)
 
 elapsed() { echo $(( $(date +%s) - STARTED )); }
@@ -68,8 +74,9 @@ run_memcheck() {
     return
   fi
   : >"$OUT_DIR/memcheck.jsonl"
-  for suite in MultiplicativeFusionLayerTest/2 FlowAmplifyLayerTest/2 MultiplicativeFusionLayerTest/3 \
-      FlowAmplifyLayerTest/3; do
+  # MEMCHECK_SUITES (space-separated) narrows the list, e.g. to the suites whose kernels changed.
+  for suite in ${MEMCHECK_SUITES:-MultiplicativeFusionLayerTest/2 FlowAmplifyLayerTest/2 \
+      MultiplicativeFusionLayerTest/3 FlowAmplifyLayerTest/3}; do
     left=$(( PLAN_S - $(elapsed) ))
     if [ "$left" -lt 20 ]; then
       echo "run_gpu: out of time before $suite"
@@ -108,13 +115,20 @@ main() {
   timeout 120 "$BUNDLE/bin/layer_bench" --gpu 0 --out "$OUT_DIR/layers_gpu.jsonl" --reps "$REPS" \
     --warmup "$WARMUP" || echo "run_gpu: layer_bench failed or timed out (exit $?)"
 
-  step "whole nets in Caffe (layer_bench --net, caffe time)"
-  timeout 180 python3 benchmarks/caffe_nets.py --bin "$BUNDLE/bin" --out "$OUT_DIR/nets_caffe.jsonl" \
-    --reps "$REPS" --warmup "$WARMUP" --timeout 100 || echo "run_gpu: caffe_nets exited $?"
+  if [ -n "${BEFORE:-}" ]; then
+    step "layers, earlier build ($BEFORE), same run"
+    mkdir -p "$OUT_DIR/before"
+    cp "$OUT_DIR/env.json" "$OUT_DIR/before/"
+    LD_LIBRARY_PATH="$BEFORE/lib:$LD_LIBRARY_PATH" timeout 120 "$BEFORE/bin/layer_bench" --gpu 0 \
+      --out "$OUT_DIR/before/layers_gpu.jsonl" --reps "$REPS" --warmup "$WARMUP" \
+      || echo "run_gpu: the earlier layer_bench failed or timed out (exit $?)"
+  fi
 
-  step "whole nets in PyTorch (fp32, TF32, fp32 without cuDNN)"
-  timeout 150 python3 benchmarks/torch_nets.py --out "$OUT_DIR/nets_torch.jsonl" --reps "$REPS" \
-    --warmup "$WARMUP" || echo "run_gpu: torch_nets exited $?"
+  if [ "${LAYERS_ONLY:-0}" = 1 ]; then
+    run_layer_checks
+  else
+    run_nets
+  fi
 
   step "compute-sanitizer memcheck on the layers' GPU tests"
   run_memcheck
@@ -122,6 +136,35 @@ main() {
   step "summary"
   python3 benchmarks/summarize.py "$OUT_DIR" --markdown "$OUT_DIR/summary.md"
   echo "run_gpu: done in $(elapsed) s; files in $OUT_DIR"
+}
+
+# The layers' gtests (every instantiation) and the GEMM variants of MultiplicativeFusion.
+run_layer_checks() {
+  local log="$OUT_DIR/gtest.txt" code passed failed
+  step "gtests of the layers (CPU and GPU, float and double)"
+  (cd "$BUNDLE" && timeout 240 "$PWD/bin/caffe-gtest" --gtest_filter='*MultiplicativeFusion*:*FlowAmplify*' \
+    >"$log" 2>&1)
+  code=$?
+  passed=$(grep -oE '\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$')
+  failed=$(grep -cE '^\[  FAILED  \] [A-Za-z]' "$log")
+  echo "{\"bench\": \"gtest\", \"filter\": \"*MultiplicativeFusion*:*FlowAmplify*\", \"exit_code\": $code," \
+    "\"tests_passed\": ${passed:-0}, \"tests_failed\": $failed}" >"$OUT_DIR/gtest.jsonl"
+  grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$log" | head -30
+  if [ -x "$BUNDLE/bin/fusion_gemm_variants" ]; then
+    step "MultiplicativeFusion: the GEMM variants, one stream alone"
+    timeout 120 "$BUNDLE/bin/fusion_gemm_variants" >"$OUT_DIR/variants.jsonl" \
+      || echo "run_gpu: fusion_gemm_variants exited $?"
+  fi
+}
+
+run_nets() {
+  step "whole nets in Caffe (layer_bench --net, caffe time)"
+  timeout 180 python3 benchmarks/caffe_nets.py --bin "$BUNDLE/bin" --out "$OUT_DIR/nets_caffe.jsonl" \
+    --reps "$REPS" --warmup "$WARMUP" --timeout 100 || echo "run_gpu: caffe_nets exited $?"
+
+  step "whole nets in PyTorch (fp32, TF32, fp32 without cuDNN)"
+  timeout 150 python3 benchmarks/torch_nets.py --out "$OUT_DIR/nets_torch.jsonl" --reps "$REPS" \
+    --warmup "$WARMUP" || echo "run_gpu: torch_nets exited $?"
 }
 
 mkdir -p "$OUT_DIR"
