@@ -179,3 +179,46 @@ def test_batches_are_the_same_whatever_the_workers_and_resume_exactly(data_root)
 def test_a_worker_count_below_minus_one_is_refused(data_root):
     with pytest.raises(ValueError, match="workers"):
         params(data_root, workers=-2)
+
+
+@pytest.fixture
+def solver_rank_1_of_2():
+    """Caffe's solver count and rank as in rank 1 of a two-process multi-GPU run (mfuse.training.worker)."""
+    caffe.set_solver_count(2)
+    caffe.set_solver_rank(1)
+    caffe.set_multiprocess(True)
+    try:
+        yield
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+        caffe.set_multiprocess(False)
+
+
+def first_batch(data_root, **overrides):
+    loader = loader_from_params(params(data_root, modalities=["rgb", "flow"], batch_size=3, shuffle=False,
+                                       mirror=False, workers=0, **overrides))
+    try:
+        return loader.next_batch()
+    finally:
+        loader.close()
+
+
+def test_a_train_layer_reads_the_share_of_its_solver_rank(data_root, tmp_path, solver_rank_1_of_2):
+    given = dict(batch_size=3, shuffle=False, mirror=False, workers=0)
+    net = caffe.Net(str(write_data_net(tmp_path / "net.prototxt", data_root, **given)), caffe.TRAIN)
+    net.forward()
+    net.layers[0].loader.close()
+    share, everything = first_batch(data_root, rank=1, num_ranks=2), first_batch(data_root)
+    np.testing.assert_array_equal(net.blobs["data_rgb"].data, share["rgb"])
+    assert not np.array_equal(share["rgb"], everything["rgb"])
+    # TEST nets run on rank 0 alone and read everything.
+    test_net = caffe.Net(str(write_data_net(tmp_path / "net.prototxt", data_root, **given)), caffe.TEST)
+    test_net.forward()
+    test_net.layers[0].loader.close()
+    np.testing.assert_array_equal(test_net.blobs["data_rgb"].data, everything["rgb"])
+
+
+def test_a_param_str_rank_count_that_disagrees_with_the_solvers_is_refused(data_root, tmp_path, solver_rank_1_of_2):
+    with pytest.raises(Exception, match="num_ranks 3 disagrees with the 2 solvers"):
+        caffe.Net(str(write_data_net(tmp_path / "net.prototxt", data_root, num_ranks=3, workers=0)), caffe.TRAIN)

@@ -16,7 +16,9 @@ Usable from the ``caffe`` binary (through the launcher ``.venv/bin/caffe``) and 
     batch_size (32), new_length (10), crop_size (224), mirror (true), shuffle (true), seed (1),
     rgb_mean ([104, 117, 123], BGR), flow_mean (128), prefetch (batches made ahead at least, 4),
     workers (-1: the usable cores but one, shared among the ranks; 0: batches made in the layer's forward),
-    rank / num_ranks (0 / 1): the share of each epoch this layer reads, for multi-GPU training.
+    rank / num_ranks (0 / 1): the share of each epoch this layer reads, for multi-GPU training. A TRAIN layer
+        in a multi-GPU run (``caffe.solver_count() > 1``: one pycaffe process per GPU, ``mfuse.training``)
+        takes the solver's rank and count instead, as Caffe's own data layers do.
 
 Tops: ``data_rgb`` B x 3 x c x c, ``data_flow`` B x 2L x c x c, ``data_mag`` B x 1 x c x c (raw 0..255
 magnitudes), ``label`` B. With ``shuffle: false`` the samples are deterministic (middle frame, centre
@@ -163,6 +165,15 @@ def loader_from_params(params: Mapping[str, object], start_batch: int = 0) -> Vi
                             workers, params["prefetch"], threads)
 
 
+def solver_share(params: Mapping[str, object], rank: int, count: int, name: str) -> dict[str, object]:
+    """``params`` reading the share of solver ``rank`` of ``count``; ValueError naming the layer when its
+    param_str sets another ``num_ranks``."""
+    if params["num_ranks"] not in (1, count):
+        raise ValueError(f"{name}: param_str num_ranks {params['num_ranks']} disagrees with the {count} solvers of "
+                         f"this multi-GPU run; leave num_ranks out")
+    return {**params, "rank": rank, "num_ranks": count}
+
+
 class VideoDataLayer(caffe.Layer):
     """Caffe Python layer around :class:`VideoBatchLoader` (see the module docstring)."""
 
@@ -173,6 +184,8 @@ class VideoDataLayer(caffe.Layer):
         if bottom or len(top) != expected:
             raise ValueError(f"{name}: takes no bottom and {expected} tops (data_<modality>... label) for "
                              f"modalities {params['modalities']}, got {len(bottom)} bottoms, {len(top)} tops")
+        if self.phase == caffe.TRAIN and caffe.solver_count() > 1:
+            params = solver_share(params, caffe.solver_rank(), caffe.solver_count(), name)
         self.params = params
         start = int(os.environ.get(START_BATCH_ENV, "0")) if self.phase == caffe.TRAIN else 0
         self.loader = loader_from_params(params, start)
