@@ -9,7 +9,7 @@ from caffe.proto import caffe_pb2
 from mfuse.evaluation import TestSubsetError, load_scores, save_scores
 from mfuse.evaluation.scores import ScoreSet
 from mfuse.recipe.stages import (RecipeError, fusion_score_names, late_fusion, latest_snapshot,
-                                 remove_intermediate_snapshots, resume_or_reset, single_gpu, snapshot_complete)
+                                 remove_intermediate_snapshots, resume_or_reset, snapshot_complete, eval_gpu)
 
 
 def test_resume_or_reset(tmp_path):
@@ -50,10 +50,8 @@ def test_latest_complete_snapshot(tmp_path):
     assert sorted(p.name for p in prefix.parent.iterdir()) == ["snap_iter_12.caffemodel"] and len(removed) == 5
 
 
-def test_one_gpu_or_cpu():
-    assert single_gpu(()) is None and single_gpu((3,)) == 3
-    with pytest.raises(RecipeError, match="several GPUs"):
-        single_gpu((0, 1))
+def test_the_test_runs_on_the_first_gpu_or_the_cpu():
+    assert eval_gpu(()) is None and eval_gpu((3,)) == 3 and eval_gpu((2, 0)) == 2
 
 
 LABELS = np.array([0, 1, 2, 0, 1, 2])
@@ -87,3 +85,22 @@ def test_late_fusion_searches_weights_on_heldout_videos_only(tmp_path):
     leaked = write_scores(tmp_path / "leak", "val", [f"t{i}" for i in range(6)])
     with pytest.raises(TestSubsetError):
         late_fusion(tests, leaked, tmp_path / "bad")
+
+
+def test_training_spreads_over_every_gpu_keeping_the_schedules_batch(tmp_path, monkeypatch):
+    import mfuse.recipe.stages as stages
+
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "train_val.prototxt"\nmax_iter: 4\nsnapshot_prefix: "runs/s/snap"\n')
+    calls = []
+
+    def fake_train(solver_path, log, **kwargs):
+        calls.append(kwargs)
+        final = tmp_path / "runs/s/snap_iter_4.caffemodel"
+        final.write_bytes(b"weights")
+        return final
+
+    monkeypatch.setattr(stages, "train", fake_train)
+    for gpus, expected in (((0, 1), [0, 1]), ((), None)):
+        stages.train_net(solver, tmp_path / "train.log", None, tmp_path, gpus, {"gpus": list(gpus)}, progress=False)
+        assert calls[-1]["gpus"] == expected and calls[-1]["batch"] == stages.BATCH_SPLIT

@@ -34,11 +34,12 @@ from mfuse.recipe.data import (HELDOUT_SEED, HELDOUT_SUBSET, DatasetLists, datas
 from mfuse.recipe.estimates import Estimate, Speeds
 from mfuse.recipe.report import example_videos, write_report
 from mfuse.recipe.experiment import Experiment
-from mfuse.recipe.stages import (HELDOUT_NETS, RecipeError, fusion_score_names, late_fusion, single_gpu, test_net,
+from mfuse.recipe.stages import (HELDOUT_NETS, RecipeError, fusion_score_names, late_fusion, eval_gpu, test_net,
                                  train_net)
 from mfuse.stores.reader import open_frame_store
 from mfuse.surgery import init_from_imagenet, init_fusion
 from mfuse.synthetic import generate
+from mfuse.training import BATCH_SPLIT
 
 #: The schedule table of each net.
 TABLE_OF = {"spatial": "spatial", "spatial_amp": "spatial", "temporal": "temporal",
@@ -262,7 +263,7 @@ class Recipe:
                                           f"{facts.classes} classes, split {split}, seed {seed}])",
                         {}, lambda: [], lambda: files, write_nets, always=True)]
         stores = self.stores(split)
-        gpu_flag = ["--gpu", single_gpu(gpus)] if gpus else []
+        gpu_flag = ["--gpus", ",".join(map(str, gpus)), "--batch", BATCH_SPLIT] if gpus else []
 
         def init_stage(net: str, cross: bool) -> Stage:
             deploy, out = self.proto(split, seed, net, "deploy"), self.init(split, seed, net)
@@ -319,7 +320,7 @@ class Recipe:
         kind = "gpu" if exp.train.gpus else "cpu"
         protocol = Protocol(frames=exp.test.frames, crop_mode=exp.test.crops, max_batch=exp.test.max_batch)
         crops = protocol.crops_per_frame
-        gpu_flag = ["--gpu", single_gpu(exp.train.gpus)] if exp.train.gpus else []
+        gpu_flag = ["--gpu", eval_gpu(exp.train.gpus)] if exp.train.gpus else []
         stages = []
 
         def test_stage(net: str, heldout: bool) -> Stage:

@@ -28,7 +28,7 @@ from mfuse.evaluation import (Protocol, ScoreFileError, ScoreSet, TestSubsetErro
 from mfuse.fileio import write_atomic
 from mfuse.stores.reader import open_frame_stores
 from mfuse.surgery import SurgeryError
-from mfuse.training import TrainingError, read_solver, solverstate_iteration, train
+from mfuse.training import BATCH_SPLIT, TrainingError, read_solver, solverstate_iteration, train
 
 #: The late fusions, by score-set name: the streams (score-set names of nets) and their weights (None: the
 #: paper's '+', equal weights).
@@ -90,11 +90,8 @@ def snapshot_complete(path: Path, iteration: int) -> bool:
     return state.iter == iteration and state.HasField("current_step")
 
 
-def single_gpu(gpus: Sequence[int]) -> int | None:
-    """The device of a one-GPU run (None: CPU)."""
-    if len(gpus) > 1:
-        raise RecipeError(f"train.gpus = {list(gpus)}: training on several GPUs needs the multi-GPU trainer of "
-                          "mfuse.training (issue 17); give one GPU for now")
+def eval_gpu(gpus: Sequence[int]) -> int | None:
+    """The device the 25 x 10 test runs on: the first of ``gpus`` (None: CPU). Testing is one process."""
     return gpus[0] if gpus else None
 
 
@@ -114,8 +111,9 @@ def train_net(solver: Path, log: Path, weights: Path | None, cwd: Path, gpus: Se
         if not kept.exists():
             Path(log).rename(kept)
     # A resumed run takes its weights from the snapshot (Caffe refuses both).
-    final = train(solver, log, weights=None if snapshot else weights, cwd=cwd, gpu=single_gpu(gpus),
-                  snapshot=snapshot, progress=progress)
+    # Several GPUs keep the schedule's total batch (the paper's): iter_size, then the batch, shrink per GPU.
+    final = train(solver, log, weights=None if snapshot else weights, cwd=cwd, gpus=list(gpus) or None,
+                  batch=BATCH_SPLIT, snapshot=snapshot, progress=progress)
     remove_intermediate_snapshots(prefix, final)
     return final
 
@@ -136,7 +134,7 @@ def test_net(deploy: Path, weights: Path, data_root: Path, split: int, store_sub
     """The test protocol of one net on the ``store_subset`` stores of ``split``; writes the score file ``out``."""
     partial = out.with_name(out.name + ".partial.npz")
     resume_or_reset(out.with_name(out.name + "." + STARTED), identity, [partial])
-    net = load_test_net(deploy, weights, single_gpu(gpus))
+    net = load_test_net(deploy, weights, eval_gpu(gpus))
     stores = open_frame_stores(data_root, split, store_subset, net_geometry(net, str(deploy)).modalities, storage)
     return evaluate_net(net, stores, out, dict(meta), protocol, workers=workers, progress=progress)
 
