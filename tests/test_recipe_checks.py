@@ -56,7 +56,7 @@ def test_the_plan_of_ucf101_with_vgg19(ucf101, one_gpu):
         for net in NETS:
             train = next(line for line in lines if line.startswith(prefix + net + " "))
             assert f"tools/train.py {root}/run/split{split}/seed1/prototxt/{net}_solver.prototxt" in train
-            assert "--gpu 0" in train
+            assert "--gpus 0 " in train and "--batch" not in train
             assert any(line.startswith(f"{prefix}test_{net} ") and "tools/test_net.py" in line for line in lines)
         assert any(line.startswith(prefix + "init_spatial ") and "imagenet-init" in line for line in lines)
         assert any(line.startswith(prefix + "init_temporal ") and "--cross-modality" in line for line in lines)

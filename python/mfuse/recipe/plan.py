@@ -263,7 +263,9 @@ class Recipe:
                                           f"{facts.classes} classes, split {split}, seed {seed}])",
                         {}, lambda: [], lambda: files, write_nets, always=True)]
         stores = self.stores(split)
-        gpu_flag = ["--gpus", ",".join(map(str, gpus)), "--batch", BATCH_SPLIT] if gpus else []
+        gpu_flag = ["--gpus", ",".join(map(str, gpus))] if gpus else []
+        if len(gpus) > 1:
+            gpu_flag += ["--batch", BATCH_SPLIT]
 
         def init_stage(net: str, cross: bool) -> Stage:
             deploy, out = self.proto(split, seed, net, "deploy"), self.init(split, seed, net)
