@@ -467,7 +467,13 @@ def run_name(records) -> str:
     env = one(records, bench="env") or {}
     date = (env.get("date") or "undated")[:10]
     device = one(records, bench="device")
-    name = device["name"] if device else ("cpu-" + env.get("cpu", "unknown").strip())
+    gpu = env.get("nvidia_smi", "").split(",")[0].strip()  # a run without layer_bench has no device record
+    if device:
+        name = device["name"]
+    elif gpu and not gpu.startswith("unavailable"):
+        name = gpu
+    else:
+        name = "cpu-" + env.get("cpu", "unknown").strip()
     return f"{date}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
 
 

@@ -64,6 +64,7 @@ class _Train:
     batch: int
     device: str
     file: str
+    cudnn: bool = False
 
 
 @dataclass
@@ -94,8 +95,10 @@ class Speeds:
     def _add(self, data, name: str) -> None:
         if isinstance(data, dict) and "records" in data:
             records = data["records"]
-            device = next((r.get("name") for r in records if r.get("bench") == "device"), None)
             env = next((r for r in records if r.get("bench") == "env"), {})
+            gpu = env.get("nvidia_smi", "").split(",")[0].strip()  # runs without layer_bench: no device record
+            device = next((r.get("name") for r in records if r.get("bench") == "device"),
+                          None if gpu.startswith("unavailable") else gpu or None)
             for r in records:
                 if r.get("bench") == "recipe_stage":
                     key = (r["mode"], r["backbone"], r["name"])
@@ -107,12 +110,16 @@ class Speeds:
                     elif r["kind"] == "test":
                         crops = r["frames"] * (10 if r["crops"] == "ten" else 1)
                         self.stage_test[key] = (r["s_per_video"], crops, r["device"], name)
-                if r.get("bench") == "net" and r.get("framework", "caffe") == "caffe" and not r.get("forward_only"):
+                if (r.get("bench") == "net" and r.get("framework", "caffe") == "caffe" and not r.get("forward_only")
+                        and r.get("config", "fp32") == "fp32"):
+                    # Strict FP32 with the default settings; a cuDNN build's record (the default build) wins.
                     kind = r.get("mode", "gpu")
                     backbone = Path(r.get("model", "")).name.split("_")[0]
                     label = device if kind == "gpu" else f"{env.get('cpu', 'CPU')} ({env.get('nproc', '?')} cores)"
-                    self.train[(kind, _backbone(backbone), r["name"])] = _Train(
-                        r["total_ms"], r["fwd_ms"], r["batch"], label or kind, name)
+                    key = (kind, _backbone(backbone), r["name"].split("/")[-1])  # "cnn_m_2048/spatial"
+                    cudnn = r.get("build") == "cudnn"
+                    if cudnn or not self.train.get(key) or not self.train[key].cudnn:
+                        self.train[key] = _Train(r["total_ms"], r["fwd_ms"], r["batch"], label or kind, name, cudnn)
         elif isinstance(data, dict) and data.get("bench") == "eval_speed":
             kind = "cpu" if data.get("device") == "cpu" else "gpu"
             stem = Path(data.get("net", "")).name
