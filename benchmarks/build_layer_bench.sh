@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compiles benchmarks/layer_bench.cpp against the fork's builds (tools/setup.sh makes them):
-#   CUDA: .venv/mfuse-fork-cuda -> .carry/gpu/bin/layer_bench  (for the GPU bundle of tools/device/gpu_bundle.sh,
-#         whose env.sh puts the bundle's lib/ — libcaffe and the Debian libraries — on LD_LIBRARY_PATH)
+#   CUDA: .venv/mfuse-fork-cuda -> .carry/gpu/bin/layer_bench and bin/math_check (benchmarks/math_check.cpp)
+#         (for the GPU bundle of tools/device/gpu_bundle.sh, whose env.sh puts the bundle's lib/ — libcaffe
+#         and the Debian libraries — on LD_LIBRARY_PATH), and .carry/gpu/bin/fusion_gemm_variants
+#         (benchmarks/fusion_gemm_variants.cu, sm_90)
 #   CPU:  .venv/mfuse-fork-cpu  -> build/bench/layer_bench_cpu  (runs here; rpath to the CPU build)
 #
 #   bash benchmarks/build_layer_bench.sh [cuda|cpu|all]      (default all: each variant whose build exists)
@@ -34,7 +36,7 @@ fork_flags() {
   sed -n -e 's/^CXX_DEFINES = //p' -e 's/^CXX_INCLUDES = //p' "$flags"
 }
 
-# compile VARIANT OUTPUT [extra g++ arguments]: layer_bench against the fork's VARIANT (cpu or cuda) build.
+# compile VARIANT OUTPUT [extra g++ arguments]: $SRC (layer_bench) against the fork's VARIANT (cpu or cuda) build.
 compile() {
   local variant="$1" output="$2" fork flags
   shift 2
@@ -63,6 +65,13 @@ build_cuda() {
       "(it empties the folder), from the same fork build" >&2
   fi
   compile cuda "$BUNDLE/bin/layer_bench" -I"$CUDA_HOME/include" -L"$CUDA_HOME/lib64" -lcublas -lcudart
+  SRC="$REPO/benchmarks/math_check.cpp" compile cuda "$BUNDLE/bin/math_check" -I"$CUDA_HOME/include" \
+    -L"$CUDA_HOME/lib64" -lcudart
+  # The GEMM variants of MultiplicativeFusion: CUDA and cuBLAS only, no Caffe.
+  "$CUDA_HOME/bin/nvcc" -O3 -std=c++17 -arch=sm_90 "$REPO/benchmarks/fusion_gemm_variants.cu" \
+    -o "$BUNDLE/bin/fusion_gemm_variants.tmp" -lcublas -lcublasLt
+  mv "$BUNDLE/bin/fusion_gemm_variants.tmp" "$BUNDLE/bin/fusion_gemm_variants"
+  echo "build_layer_bench: $BUNDLE/bin/fusion_gemm_variants"
 }
 
 build_cpu() {

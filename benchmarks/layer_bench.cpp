@@ -37,6 +37,7 @@
 
 #include "caffe/caffe.hpp"
 #include "caffe/layer_factory.hpp"
+#include "caffe/layers/multiplicative_fusion_layer.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/upgrade_proto.hpp"
 #include "google/protobuf/text_format.h"
@@ -437,19 +438,16 @@ void FillFusionNet(Net<float>* net, float top_diff_std) {
   FillGaussian(top->mutable_cpu_diff(), top->count(), top_diff_std);
 }
 
+// The layer's reorder of N x C x HW to C x N x HW (and back), on the CPU or GPU.
+void SwapLeadingAxes(bool gpu, int A, int B, int L, const float* in, float* out) {
 #ifndef CPU_ONLY
-// Row-major C[b] = alpha op(A[b]) op(B[b]) + beta C[b], b < batch, as the layer calls cuBLAS.
-void StridedBatchedGemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float* A,
-                        int64_t stride_a, const float* B, int64_t stride_b, float beta, float* C,
-                        int64_t stride_c, int batch) {
-  const float alpha = 1.f;
-  const int lda = (ta == CblasNoTrans) ? K : M;
-  const int ldb = (tb == CblasNoTrans) ? N : K;
-  CUBLAS_CHECK(cublasSgemmStridedBatched(Caffe::cublas_handle(), tb == CblasNoTrans ? CUBLAS_OP_N : CUBLAS_OP_T,
-      ta == CblasNoTrans ? CUBLAS_OP_N : CUBLAS_OP_T, N, M, K, &alpha, B, ldb, stride_b, A, lda, stride_a,
-      &beta, C, N, stride_c, batch));
-}
+  if (gpu) {
+    caffe::caffe_gpu_swap_leading_axes(A, B, L, in, out);
+    return;
+  }
 #endif
+  caffe::caffe_cpu_swap_leading_axes(A, B, L, in, out);
+}
 
 void Gemm(bool gpu, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float* A, const float* B,
           float beta, float* C) {
@@ -465,11 +463,11 @@ void Gemm(bool gpu, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
 // One stream's buffers for the floor: W (K x C), X (C x N*HW or N x C x HW), Z and dZ (K x N*HW or
 // N x K x HW), dW, dX. The layouts differ between the variants but the sizes do not.
 struct FloorStream {
-  Blob<float> w, x, z, dz, dw, dx;
+  Blob<float> w, x, z, dz, dw, dx, scratch;
   explicit FloorStream(const FusionShape& s)
       : w(std::vector<int>{s.k, s.c}), x(std::vector<int>{s.n * s.hw(), s.c}), z(std::vector<int>{s.n * s.hw(), s.k}),
         dz(std::vector<int>{s.n * s.hw(), s.k}), dw(std::vector<int>{s.k, s.c}),
-        dx(std::vector<int>{s.n * s.hw(), s.c}) {
+        dx(std::vector<int>{s.n * s.hw(), s.c}), scratch(std::vector<int>{s.n * s.hw(), s.c}) {
     for (Blob<float>* b : {&w, &x, &dz}) FillGaussian(b->mutable_cpu_data(), b->count(), 1.f);
   }
 };
@@ -482,9 +480,10 @@ const float* Data(Blob<float>* b, bool gpu) { return gpu ? b->gpu_data() : b->cp
 // The GEMMs of the layer's forward and backward, nothing else, on the buffers of `streams`:
 //   ideal: per stream three single GEMMs over all N*HW columns (Z = W X, dW = dZ X^T, dX = W^T dZ), the best
 //          any layout allows for these FLOPs;
-//   layer_calls: the calls the layer makes on NCHW data (GPU: strided-batched forward and dX, dW as a loop of
-//          N GEMMs as no single GEMM sums over the images of NCHW data; CPU: loops over the N images; 2-D:
-//          the layer's N x K = (N x C) W^T orientation).
+//   layer_calls: the calls the layer makes on NCHW data: per stream, X reordered to C x N*HW, then Z = W X and
+//          dW = dZ X^T as single GEMMs, dX = W^T dZ as one GEMM into C x N*HW reordered to NCHW (the reorders are
+//          the layer's own function, caffe_{cpu,gpu}_swap_leading_axes); 2-D: the layer's N x K = (N x C) W^T
+//          orientation, no reorder.
 Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStreams* streams, bool gpu) {
   const int K = s.k, C = s.c, HW = s.hw(), N = s.n, NHW = s.n * s.hw();
   Candidate c;
@@ -503,7 +502,7 @@ Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStrea
              Mutable(&st->dx, gpu));
       }
     };
-  } else if (s.fc()) {
+  } else if (s.fc()) {  // the layer's N x K = (N x C) W^T orientation
     c.fwd = [=]() {
       for (auto& st : *streams) {
         Gemm(gpu, CblasNoTrans, CblasTrans, N, K, C, Data(&st->x, gpu), Data(&st->w, gpu), 0.f,
@@ -519,40 +518,22 @@ Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStrea
       }
     };
   } else {
+    // x holds X as N x C x HW; dx receives dX as N x C x HW; the reordered copies go through `scratch`.
     c.fwd = [=]() {
       for (auto& st : *streams) {
-#ifndef CPU_ONLY
-        if (gpu) {
-          StridedBatchedGemm(CblasNoTrans, CblasNoTrans, K, HW, C, Data(&st->w, gpu), 0, Data(&st->x, gpu),
-                             static_cast<int64_t>(C) * HW, 0.f, Mutable(&st->z, gpu), static_cast<int64_t>(K) * HW,
-                             N);
-          continue;
-        }
-#endif
-        for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasNoTrans, CblasNoTrans, K, HW, C, Data(&st->w, gpu), Data(&st->x, gpu) + n * C * HW, 0.f,
-               Mutable(&st->z, gpu) + n * K * HW);
-        }
+        SwapLeadingAxes(gpu, N, C, HW, Data(&st->x, gpu), Mutable(&st->scratch, gpu));
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, K, NHW, C, Data(&st->w, gpu), Data(&st->scratch, gpu), 0.f,
+             Mutable(&st->z, gpu));
       }
     };
     c.bwd = [=]() {
       for (auto& st : *streams) {
-        for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasNoTrans, CblasTrans, K, C, HW, Data(&st->dz, gpu) + n * K * HW,
-               Data(&st->x, gpu) + n * C * HW, 1.f, Mutable(&st->dw, gpu));
-        }
-#ifndef CPU_ONLY
-        if (gpu) {
-          StridedBatchedGemm(CblasTrans, CblasNoTrans, C, HW, K, Data(&st->w, gpu), 0, Data(&st->dz, gpu),
-                             static_cast<int64_t>(K) * HW, 0.f, Mutable(&st->dx, gpu), static_cast<int64_t>(C) * HW,
-                             N);
-          continue;
-        }
-#endif
-        for (int n = 0; n < N; ++n) {
-          Gemm(gpu, CblasTrans, CblasNoTrans, C, HW, K, Data(&st->w, gpu), Data(&st->dz, gpu) + n * K * HW, 0.f,
-               Mutable(&st->dx, gpu) + n * C * HW);
-        }
+        SwapLeadingAxes(gpu, N, C, HW, Data(&st->x, gpu), Mutable(&st->scratch, gpu));
+        Gemm(gpu, CblasNoTrans, CblasTrans, K, C, NHW, Data(&st->dz, gpu), Data(&st->scratch, gpu), 1.f,
+             Mutable(&st->dw, gpu));
+        Gemm(gpu, CblasTrans, CblasNoTrans, C, NHW, K, Data(&st->w, gpu), Data(&st->dz, gpu), 0.f,
+             Mutable(&st->scratch, gpu));
+        SwapLeadingAxes(gpu, C, N, HW, Data(&st->scratch, gpu), Mutable(&st->dx, gpu));
       }
     };
   }
@@ -562,6 +543,23 @@ Candidate FloorWork(const FusionShape& s, const std::string& variant, FloorStrea
 void SetShape(Record* r, const FusionShape& s) {
   r->Set("shape", s.name).Set("n", s.n).Set("c", std::vector<int>{s.c, s.c}).Set("k", s.k)
       .Set("h", s.fc() ? 1 : s.h).Set("w", s.fc() ? 1 : s.w);
+}
+
+// The memory of the two inputs and the fused top, data + diff each, as the device (or the heap) allocates them.
+double IoBytes(const FusionShape& s, bool gpu) {
+  const double before = MemoryInUse(gpu);
+  const std::vector<int> top_shape = s.fc() ? std::vector<int>{s.n, s.k} : std::vector<int>{s.n, s.k, s.h, s.w};
+  Blob<float> a(s.InputShape()), b(s.InputShape()), top(top_shape);
+  for (Blob<float>* blob : {&a, &b, &top}) {
+    if (gpu) {
+      blob->mutable_gpu_data();
+      blob->mutable_gpu_diff();
+    } else {
+      blob->mutable_cpu_data();
+      blob->mutable_cpu_diff();
+    }
+  }
+  return MemoryInUse(gpu) - before;
 }
 
 // One shape: the layer and the composition for both activations and the two GEMM floors, timed interleaved
@@ -574,6 +572,7 @@ void BenchFusionShape(const FusionShape& s, const Options& o, Output* out) {
     double bytes;
   };
   std::vector<NetRun> runs;
+  const double io_bytes = HasSuite(o, "fusion") ? IoBytes(s, gpu) : 0;
   if (HasSuite(o, "fusion")) {
     for (const std::string activation : {"RELU", "NONE"}) {
       for (const std::string variant : {"layer", "composition"}) {
@@ -607,8 +606,10 @@ void BenchFusionShape(const FusionShape& s, const Options& o, Output* out) {
   if (candidates.empty()) return;
   MeasureInterleaved(&candidates, o);
 
-  // Inputs and the fused top, data + diff each: the same in both variants.
-  const double io_bytes = 2.0 * sizeof(float) * s.n * s.hw() * (2.0 * s.c + s.k);
+  // What both variants hold alike: the inputs and the fused top, data + diff each, as allocated (measured before
+  // the nets, see IoBytes), and the two weights, data + diff (exact: K x C floats, a multiple of the allocator's
+  // granularity at these shapes).
+  const double weight_bytes = 2.0 * 2.0 * sizeof(float) * s.k * s.c;
   const double tera = 1e12;
   for (size_t i = 0; i < runs.size(); ++i) {
     const NetRun& run = runs[i];
@@ -619,11 +620,14 @@ void BenchFusionShape(const FusionShape& s, const Options& o, Output* out) {
     SetShape(&r, s);
     SetTiming(&r, t);
     r.Set("flops", s.Flops()).Set("tflops", s.Flops() / (t.total_ms * 1e-3) / tera)
-        .Set("mem_mb", run.bytes / kMiB).Set("mem_internal_mb", (run.bytes - io_bytes) / kMiB);
+        .Set("mem_mb", run.bytes / kMiB).Set("mem_io_mb", io_bytes / kMiB)
+        .Set("mem_internal_mb", (run.bytes - io_bytes) / kMiB)
+        .Set("mem_buffers_mb", (run.bytes - io_bytes - weight_bytes) / kMiB);
     out->Write(r, Format("fusion  %-6s %-4s %-11s fwd %8.3f  bwd %8.3f  total %8.3f ms  %6.2f TFLOP/s  mem %8.1f MiB"
-                         " (internal %8.1f)", s.name.c_str(), run.activation.c_str(), run.variant.c_str(),
-                         t.fwd_ms, t.bwd_ms, t.total_ms, s.Flops() / (t.total_ms * 1e-3) / tera,
-                         run.bytes / kMiB, (run.bytes - io_bytes) / kMiB));
+                         " (internal %8.1f, buffers %8.1f)", s.name.c_str(), run.activation.c_str(),
+                         run.variant.c_str(), t.fwd_ms, t.bwd_ms, t.total_ms, s.Flops() / (t.total_ms * 1e-3) / tera,
+                         run.bytes / kMiB, (run.bytes - io_bytes) / kMiB,
+                         (run.bytes - io_bytes - weight_bytes) / kMiB));
   }
   for (size_t i = 0; i < floors.size(); ++i) {
     const Timing t = Summarize(candidates[runs.size() + i]);

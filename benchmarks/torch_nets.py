@@ -12,14 +12,19 @@ Mirrors of the Caffe nets built by ``mfuse.nets`` (``prototxt/vgg19/``):
 
 Frozen layers have ``requires_grad=False`` and their inputs need no gradient, so autograd skips their backward
 exactly as Caffe does. One timed iteration is forward + softmax loss + backward (``caffe time``'s
-Forward-Backward; no solver update), medians of ``--reps`` after ``--warmup``, with CUDA events; memory is
-``torch.cuda.max_memory_allocated`` (the caching allocator's peak, from a reset before the warm-up).
+Forward-Backward; no solver update), medians of ``--reps`` after ``--warmup``, with CUDA events. Memory:
+``mem_mb`` is ``torch.cuda.max_memory_allocated`` (the caching allocator's peak, from a reset before the
+warm-up, cuDNN's workspaces included), ``mem_reserved_mb`` the most the allocator held, ``mem_device_mb`` the
+device memory in use after the timed passes minus before the model was built (``torch.cuda.mem_get_info``,
+after emptying the cache: the same measure as Caffe's ``layer_bench``).
 
 Precisions (``--precisions``): ``fp32`` (TF32 off for matmuls and cuDNN convolutions: what Caffe computes),
 ``tf32`` (TF32 on for both), ``fp32_nocudnn`` (cuDNN disabled: PyTorch's own im2col + cuBLAS convolutions,
-the same method as the fork without cuDNN; the spatial training net only). cuDNN autotuning (``cudnn.benchmark``) is on.
+the same method as the fork without cuDNN; the spatial training net only). cuDNN autotuning
+(``--benchmark``): each net and precision is timed with ``cudnn.benchmark`` off (cuDNN's heuristics) and on
+(every algorithm timed once per shape), ``cudnn_benchmark`` in the record.
 
-    python3 benchmarks/torch_nets.py --out results/nets_torch.jsonl [--reps 20] [--warmup 5]
+    python3 benchmarks/torch_nets.py --out results/nets_torch.jsonl [--reps 20] [--warmup 5] [--benchmark off,on]
 
 Needs only torch (on the GPU machine); writes one JSON object per line.
 """
@@ -144,8 +149,9 @@ def build(name: str):
     raise ValueError(f"no PyTorch mirror of benchmark net {name!r}")
 
 
-def set_precision(precision: str) -> dict:
-    """Sets TF32 and cuDNN use for ``precision`` (fp32, tf32, fp32_nocudnn); returns the settings in force."""
+def set_precision(precision: str, benchmark: bool) -> dict:
+    """Sets TF32 and cuDNN use for ``precision`` (fp32, tf32, fp32_nocudnn) and cuDNN autotuning; returns the
+    settings in force."""
     tf32 = precision == "tf32"
     matmul, cudnn_conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
     if hasattr(matmul, "fp32_precision") and cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):
@@ -158,8 +164,9 @@ def set_precision(precision: str) -> dict:
         torch.backends.cudnn.allow_tf32 = tf32
         settings = {"matmul_allow_tf32": matmul.allow_tf32, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     torch.backends.cudnn.enabled = precision != "fp32_nocudnn"
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = benchmark
     settings["cudnn_enabled"] = torch.backends.cudnn.enabled
+    settings["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     return settings
 
 
@@ -169,9 +176,12 @@ def median(values):
     return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
-def time_net(bench: dict, precision: str, reps: int, warmup: int, device) -> dict:
-    """Times one manifest entry at one precision; returns its record."""
-    settings = set_precision(precision)
+def time_net(bench: dict, precision: str, benchmark: bool, reps: int, warmup: int, device) -> dict:
+    """Times one manifest entry at one precision and autotuning setting; returns its record."""
+    settings = set_precision(precision, benchmark)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    device_before = torch.cuda.mem_get_info(device)[0]
     torch.manual_seed(1)
     model, shapes = build(bench["name"])
     model = model.to(device)
@@ -206,11 +216,15 @@ def time_net(bench: dict, precision: str, reps: int, warmup: int, device) -> dic
             backward_ms.append(middle.elapsed_time(end))
             total_ms.append(start.elapsed_time(end))
     total = median(total_ms)
+    torch.cuda.synchronize()
+    device_used = device_before - torch.cuda.mem_get_info(device)[0]
     record = {"bench": "net", "framework": "torch", "mode": "gpu", "name": bench["name"], "precision": precision,
               "phase": bench["phase"], "batch": batch, "iter_size": bench["iter_size"], "unit": bench["unit"],
               "forward_only": forward_only, "fwd_ms": median(forward_ms), "bwd_ms": median(backward_ms),
               "total_ms": total, "total_min_ms": min(total_ms), "total_max_ms": max(total_ms), "reps": reps,
-              "mem_mb": torch.cuda.max_memory_allocated() / 2 ** 20, "samples_per_s": batch / (total * 1e-3)}
+              "mem_mb": torch.cuda.max_memory_allocated() / 2 ** 20,
+              "mem_reserved_mb": torch.cuda.max_memory_reserved() / 2 ** 20, "mem_device_mb": device_used / 2 ** 20,
+              "samples_per_s": batch / (total * 1e-3)}
     record.update(settings)
     del model, inputs, labels
     torch.cuda.empty_cache()
@@ -225,9 +239,10 @@ def environment() -> dict:
 
 
 def table_row(record: dict) -> str:
+    label = f"{record['precision']}{' bench' if record.get('cudnn_benchmark') else ''}"
     if record["bench"] == "error":
-        return f"torch   {record['name']:<18} {record['precision']:<13} ERROR {record['error']}"
-    return (f"torch   {record['name']:<18} {record['precision']:<13} batch {record['batch']:4d} "
+        return f"torch   {record['name']:<18} {label:<18} ERROR {record['error']}"
+    return (f"torch   {record['name']:<18} {label:<18} batch {record['batch']:4d} "
             f"fwd {record['fwd_ms']:8.2f}  bwd {record['bwd_ms']:8.2f}  total {record['total_ms']:8.2f} ms  "
             f"{record['samples_per_s']:8.1f} samples/s  mem {record['mem_mb']:8.0f} MiB")
 
@@ -241,7 +256,14 @@ def parse_args():
     parser.add_argument("--precisions", default="fp32,tf32,fp32_nocudnn",
                         help="comma-separated: fp32, tf32, fp32_nocudnn (the last for the spatial net only)")
     parser.add_argument("--only", help="comma-separated benchmark names of the manifest (default: all)")
-    return parser.parse_args()
+    parser.add_argument("--benchmark", default="off,on",
+                        help="comma-separated cudnn.benchmark settings to time: off, on (fp32_nocudnn: off only)")
+    args = parser.parse_args()
+    settings = args.benchmark.split(",")
+    if not settings or any(setting not in ("off", "on") for setting in settings):
+        parser.error(f"--benchmark takes off and/or on, got {args.benchmark!r}")
+    args.benchmark = [setting == "on" for setting in settings]
+    return args
 
 
 def main():
@@ -262,18 +284,20 @@ def main():
             for bench in benches:
                 if precision == "fp32_nocudnn" and bench["name"] != "spatial":
                     continue
-                began = time.time()
-                try:
-                    record = time_net(bench, precision, args.reps, args.warmup, device)
-                except Exception as error:  # one failing net must not cost the others' numbers
-                    traceback.print_exc()
-                    record = {"bench": "error", "framework": "torch", "name": bench["name"],
-                              "precision": precision, "error": f"{type(error).__name__}: {error}"[:500]}
-                    torch.cuda.empty_cache()
-                record["wall_s"] = round(time.time() - began, 1)
-                out.write(json.dumps(record) + "\n")
-                out.flush()
-                print(table_row(record), flush=True)
+                for benchmark in ([False] if precision == "fp32_nocudnn" else args.benchmark):
+                    began = time.time()
+                    try:
+                        record = time_net(bench, precision, benchmark, args.reps, args.warmup, device)
+                    except Exception as error:  # one failing net must not cost the others' numbers
+                        traceback.print_exc()
+                        record = {"bench": "error", "framework": "torch", "name": bench["name"],
+                                  "precision": precision, "cudnn_benchmark": benchmark,
+                                  "error": f"{type(error).__name__}: {error}"[:500]}
+                        torch.cuda.empty_cache()
+                    record["wall_s"] = round(time.time() - began, 1)
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()
+                    print(table_row(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mfuse.evaluation.scores import load_scores
-from mfuse.evaluation.testing import (Protocol, evaluate_net, load_test_net, net_geometry, protocol_for,
-                                      video_crops)
+from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_geometry,
+                                      protocol_crops, protocol_for, score_videos, video_crops)
 from mfuse.sampling import InputGeometry, sample_positions
 from mfuse.stores.reader import open_frame_stores
 
@@ -91,7 +91,7 @@ def test_an_interrupted_run_resumes_only_with_the_same_weights(tiny_data_root, l
     stores = open_frame_stores(tiny_data_root, 1, "test", ["rgb"])
     meta, protocol = {"split": 1, "subset": "test"}, Protocol(frames=2, crop_mode="center")
     full = evaluate_net(net, stores, tmp_path / "full.npz", meta, protocol, progress=False)
-    forward, calls = testing.forward_crops, []
+    forward, calls = testing._forward_video, []
 
     def interrupted(*args):
         calls.append(1)
@@ -99,10 +99,10 @@ def test_an_interrupted_run_resumes_only_with_the_same_weights(tiny_data_root, l
             raise KeyboardInterrupt
         return forward(*args)
 
-    monkeypatch.setattr(testing, "forward_crops", interrupted)
+    monkeypatch.setattr(testing, "_forward_video", interrupted)
     with pytest.raises(KeyboardInterrupt):
         evaluate_net(net, stores, tmp_path / "s.npz", meta, protocol, checkpoint_every=1, progress=False)
-    monkeypatch.setattr(testing, "forward_crops", forward)
+    monkeypatch.setattr(testing, "_forward_video", forward)
     other = _random_weights(load_net(str(TINY / "spatial_deploy.prototxt")), 2)
     with pytest.raises(ValueError, match=r"s.npz.partial.npz holds scores of another run: params_sha256: then"):
         evaluate_net(other, stores, tmp_path / "s.npz", meta, protocol, progress=False)
@@ -187,3 +187,19 @@ def test_test_net_refuses_counts_below_one(tmp_path, option):
     result = run_test_net("--deploy", "d", "--weights", "w", "--data", tmp_path, "--out", tmp_path / "s.npz",
                           option, "0")
     assert result.returncode == 2 and f"argument {option}: must be at least 1, got 0" in result.stderr
+@pytest.mark.parametrize("workers, max_batch", [(0, 250), (0, 7), (2, 250), (2, 1)])
+def test_batched_scoring_equals_one_forward_per_video(tiny_data_root, load_net, workers, max_batch):
+    """Crops made by workers and converted into the input blobs in chunks (7 straddles the frames' 10 crops)
+    score exactly as the float crops of video_crops run in one forward."""
+    net = load_net(str(TINY / "temporal_deploy.prototxt"), fast=False)
+    stores = open_frame_stores(tiny_data_root, 1, "test", ["flow"])
+    videos = stores["flow"].index.videos[:3]
+    protocol = protocol_for(Protocol(frames=3, max_batch=max_batch), net_geometry(net))
+    output = "fc8_action"                                   # the logits: they differ clearly between crops
+    got = list(score_videos(net, protocol_crops(stores, videos, protocol), protocol, output, workers))
+    for video, scores in zip(videos, got):
+        crops = video_crops(stores, video.video_id, video.num_frames + 1, protocol)
+        expected = forward_crops(net, crops, output, 250)
+        assert scores.shape == (30, expected.shape[1])
+        np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert len(got) == 3

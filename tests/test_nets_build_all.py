@@ -102,7 +102,7 @@ def test_train_val_with_dummy_data_has_the_shapes(load_net, set_name, net):
 
 
 def test_custom_set_for_another_dataset(tmp_path):
-    net_set = custom_set("tiny", "hmdb51", split=2, fusion_activation="RELU")
+    net_set = custom_set("tiny", 51, "data/hmdb51", split=2, fusion_activation="RELU")
     paths = write_all(tmp_path / "out", [net_set], net_root="nets/hmdb")
     assert len(paths) == 3 * len(NET_NAMES) and all(path.parent == tmp_path / "out" for path in paths)
     solver = _read(tmp_path / "out" / "mfuse_conv5_solver.prototxt", caffe_pb2.SolverParameter())
@@ -112,5 +112,7 @@ def test_custom_set_for_another_dataset(tmp_path):
     fusion = next(layer for layer in train_val.layer if layer.name == "mfuse")
     assert fusion.multiplicative_fusion_param.activation == caffe.params.MultiplicativeFusion.RELU
     assert next(layer for layer in train_val.layer if layer.name == "cons_fc8").inner_product_param.num_output == 51
-    with pytest.raises(ValueError, match="dataset"):
-        custom_set("tiny", "kinetics")
+    with pytest.raises(ValueError, match="2 classes"):
+        custom_set("tiny", 1, "data/x")
+    with pytest.raises(ValueError, match="backbone"):
+        custom_set("resnet", 5, "data/x")

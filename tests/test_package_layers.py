@@ -20,7 +20,7 @@ PACKAGE_DIR = ROOT / "python" / "mfuse"
 #: The pipeline's stages, lowest first, and the packages / modules of each. The frame-store format and reader
 #: sit below prep, which writes what they define; the data flows videos -> prep -> stores -> sampling/layers.
 STAGES = (
-    ("foundation", ("mfuse", "mfuse.conventions", "mfuse.fileio")),
+    ("foundation", ("mfuse", "mfuse.conventions", "mfuse.fileio", "mfuse.processes")),
     ("videos", ("mfuse.datasets", "mfuse.synthetic")),
     ("stores", ("mfuse.stores",)),
     ("prep", ("mfuse.prep",)),
@@ -30,7 +30,7 @@ STAGES = (
     ("training", ("mfuse.training", "mfuse.surgery")),
     ("evaluation", ("mfuse.evaluation",)),
     ("reports", ("mfuse.reports",)),
-    ("demo", ("mfuse.demo",)),
+    ("recipe", ("mfuse.recipe",)),
 )
 #: Stages that read prepared data and therefore never import ``mfuse.prep``.
 READERS = ("sampling", "layers", "nets", "training", "evaluation", "reports")
@@ -141,7 +141,7 @@ def test_no_import_circle():
 def test_the_checks_catch_a_circle_and_an_upward_import():
     assert find_cycle({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b": 1}, "b": {}}) is None
-    assert stage_of("mfuse.demo.report") > stage_of("mfuse.evaluation.testing") > stage_of("mfuse.sampling.crops")
+    assert stage_of("mfuse.recipe.report") > stage_of("mfuse.evaluation.testing") > stage_of("mfuse.sampling.crops")
     assert stage_of("mfuse.stores.reader") < stage_of("mfuse.prep.lmdb_store") < stage_of("mfuse.layers.video_data")
 
 

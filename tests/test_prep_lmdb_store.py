@@ -1,7 +1,10 @@
 """The store writers: LMDB databases of the JPEG bytes, resumable and parallel builds."""
 import json
+import os
+import re
 
 import cv2
+import lmdb
 import numpy as np
 import pytest
 
@@ -109,3 +112,50 @@ def test_the_map_size_grows_when_the_estimate_is_too_small(extracted, tmp_path, 
     index = store_index(metas, "rgb")
     build_lmdb(tmp_path / "db", index, video_sources(frames_root, metas), progress=False)
     assert len(read_db(tmp_path / "db")) == sum(v.num_frames for v in index.videos) + 1
+
+
+class FullDiskEnv:
+    """An LMDB environment whose write transactions fail at commit as on a full disk."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def begin(self, write=False, **kwargs):
+        txn = self.env.begin(write=write, **kwargs)
+        if not write:
+            return txn
+
+        class Failing:
+            def __enter__(self):
+                return txn
+
+            def __exit__(self, *exc):
+                txn.abort()
+                raise lmdb.Error("mdb_txn_commit: Input/output error")
+        return Failing()
+
+
+def test_a_failed_commit_names_the_database_and_the_keys(extracted, tmp_path, monkeypatch):
+    """Issue 20 item 11: a full disk said only 'mdb_txn_commit: Input/output error'."""
+    frames_root, metas = extracted
+    real_open = lmdb.open
+    monkeypatch.setattr(lmdb_store.lmdb, "open", lambda *a, **k: FullDiskEnv(real_open(*a, **k)))
+    db = tmp_path / "lmdb" / "split1_train_rgb"
+    with pytest.raises(OSError, match=re.escape(f"writing the LMDB database {db} failed at the transaction of keys "
+                                                "'A/v_a/00001' .. '__index__'") + r".*Input/output error \(disk full\?"):
+        build_lmdb(db, store_index(metas, "rgb"), video_sources(frames_root, metas), progress=False)
+    assert not db.exists()
+
+
+def test_a_truncated_finished_database_is_rebuilt(extracted, tmp_path):
+    frames_root, metas = extracted
+    db = tmp_path / "db"
+    index = store_index(metas, "rgb")
+    build_lmdb(db, index, video_sources(frames_root, metas), progress=False)
+    reference = read_db(db)
+    os.truncate(db / "data.mdb", (db / "data.mdb").stat().st_size // 2)
+    assert not build_lmdb(db, index, video_sources(frames_root, metas), progress=False)["skipped"]
+    assert read_db(db) == reference

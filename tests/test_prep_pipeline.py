@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dataprep_helpers import make_hmdb51, make_ucf101, read_db
+from dataprep_helpers import make_hmdb51, make_ucf101, moving_frames, read_db, write_video
 from mfuse.prep.frames import ExtractSettings
 from mfuse.prep.pipeline import parse_shard, prepare_dataset, read_failures, select_shard
 from mfuse.stores.reader import LmdbFrameStore, open_frame_store
@@ -156,3 +157,32 @@ def test_cli_reports_and_strict_exit_status(ucf, tmp_path):
     (splits / "testlist01.txt").write_text("Nope/v_x.avi\n")
     broken = subprocess.run(command, capture_output=True, text=True)
     assert broken.returncode == 2 and "testlist01.txt:1: class 'Nope' is not in classInd.txt" in broken.stderr
+
+
+def test_a_missing_video_is_a_failure_row_and_a_truncated_one_a_warning(ucf, tmp_path):
+    """Issue 20 item 15: a listed video missing on disk stopped the whole run (exit 2); a truncated video that
+    decoded partly passed silently."""
+    videos, splits = ucf
+    (videos / "Dänce" / "v_Dänce_g01_c01.avi").unlink()
+    truncated = write_video(videos / "Apply Eye" / "v_Apply Eye_g03_c01.avi", moving_frames(40, 240, 320))
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[:int(len(data) * 0.9)])
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "tools" / "prepare.py"), "ucf101", "--videos", str(videos),
+               "--splits", str(splits), "--out", str(out), "--short-side", "24", "--flow", "dis",
+               "--workers", "1", "--split-ids", "1", "--no-progress"]
+    lenient = subprocess.run(command, capture_output=True, text=True)
+    assert lenient.returncode == 0, lenient.stderr
+    rows = {f.video_id: f for f in read_failures(out / "failures.tsv")}
+    missing = rows["Dänce/v_Dänce_g01_c01"]
+    assert (missing.stage, missing.level) == ("extract", "error")
+    assert missing.reason == f"video file missing: {videos / 'Dänce' / 'v_Dänce_g01_c01.avi'}"
+    partly = rows["Apply Eye/v_Apply Eye_g03_c01"]
+    decoded = LmdbFrameStore(out / "lmdb" / "split1_train_rgb").num_frames("Apply Eye/v_Apply Eye_g03_c01")
+    assert 2 <= decoded < 39 and partly.level == "warning"
+    assert partly.reason.startswith(f"decoded {decoded} of the 40 frames its header states")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failures"] == 3 and [w["video_id"] for w in summary["warnings"]] == [partly.video_id]
+    assert f"warning [extract] Apply Eye/v_Apply Eye_g03_c01: decoded {decoded} of the 40" in lenient.stdout
+    strict = subprocess.run(command + ["--strict"], capture_output=True, text=True)
+    assert strict.returncode == 1 and "video file missing" in strict.stdout

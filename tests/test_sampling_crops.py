@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mfuse.conventions import FLOW_MEAN, RGB_MEAN
-from mfuse.sampling.crops import (FLOW_X_CHANNELS, CropBox, choose_crop, crop_boxes, crop_image, crop_modalities,
-                                  flow_x_channels, split_flow_image, stack_flow)
+from mfuse.sampling.crops import (FLOW_X_CHANNELS, CropBox, choose_crop, crop_boxes, crop_flow_images, crop_image,
+                                  crop_modalities, crop_uint8, flow_x_channels, normalize, split_flow_image,
+                                  stack_flow)
 
 
 def numbered(height, width):
@@ -122,3 +123,32 @@ def test_training_crop_is_the_centre_box_without_a_generator_and_random_with_one
 def test_flow_x_channels_only_for_flow():
     assert flow_x_channels(["rgb", "flow"]) == {"flow": FLOW_X_CHANNELS}
     assert flow_x_channels({"rgb": None, "mag": None}) == {}
+
+
+def test_flow_crops_cut_from_the_images_equal_crops_of_the_assembled_stack():
+    rng = np.random.default_rng(1)
+    flows = [rng.integers(0, 256, (20, 2 * 30), dtype=np.uint8) for _ in range(4)]
+    boxes = crop_boxes(20, 30, 12, "ten") + [CropBox(3, 7, True), CropBox(8, 0, False)]
+    direct = crop_flow_images(flows, boxes, 12)
+    assert direct.dtype == np.uint8 and direct.shape == (12, 8, 12, 12)
+    reference = crop_image(stack_flow(flows), 12, mean=0.0, x_channels=FLOW_X_CHANNELS, boxes=boxes)
+    np.testing.assert_array_equal(direct.astype(np.float32), reference)
+    with pytest.raises(ValueError, match="outside the 20x30 image"):
+        crop_flow_images(flows, [CropBox(0, 19, False)], 12)
+    with pytest.raises(ValueError, match="differ in size"):
+        crop_flow_images(flows + [flows[0][:, :40]], boxes, 12)
+
+
+def test_uint8_crops_then_normalize_equal_the_float_crops():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    boxes = crop_boxes(20, 30, 10, "ten")
+    crops = crop_uint8(image, boxes, 10)
+    assert crops.dtype == np.uint8
+    expected = np.stack([(image[b.top:b.top + 10, b.left:b.left + 10][:, ::-1 if b.mirror else 1]
+                          .astype(np.float32) - np.float32(RGB_MEAN)).transpose(2, 0, 1) for b in boxes])
+    np.testing.assert_array_equal(normalize(crops, RGB_MEAN), expected)
+    out = np.zeros(expected.shape, np.float32)
+    assert normalize(crops, RGB_MEAN, out=out) is out
+    with pytest.raises(ValueError, match="2 values for 3 channels"):
+        normalize(crops, [1, 2])

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mfuse.stores.format import (INDEX_VERSION, StoreIndex, VideoEntry, database_name, decode_image, frame_key,
-                                 image_name, image_shape, make_datum, modality_image_name, parse_datum,
+from mfuse.stores.format import (INDEX_VERSION, StoreIndex, VideoEntry, caffe_pb2, database_name, decode_image,
+                                 frame_key, image_name, image_shape, make_datum, modality_image_name, parse_datum,
                                  rgb_frame_count)
 
 
@@ -30,6 +30,25 @@ def test_datum_round_trip_keeps_the_jpeg_bytes():
     assert decode_image(jpeg, "mag").shape == (24, 32)
     with pytest.raises(ValueError, match="cannot decode a flow JPEG of 3 bytes"):
         decode_image(b"abc", "flow")
+
+
+def test_the_wire_reader_reads_what_caffe_writes_and_refuses_the_rest():
+    """parse_datum reads the protobuf wire format itself (no pycaffe in the data workers): every field Caffe may
+    write, in any order, unknown fields skipped; anything else is a ValueError saying it is no Datum."""
+    Datum = caffe_pb2().Datum
+    cases = [Datum(channels=3, height=256, width=340, data=bytes(range(256)) * 40, label=100, encoded=True),
+             Datum(channels=1, height=2, width=4, data=b"x", label=-7, encoded=True, float_data=[1.5, -2.0]),
+             Datum(data=b"", label=0, encoded=True)]
+    for datum in cases:
+        expected = (datum.data, datum.label, (datum.channels, datum.height, datum.width))
+        assert parse_datum(datum.SerializeToString()) == expected
+    reordered = Datum(encoded=True, label=4).SerializeToString() + Datum(data=b"jpg").SerializeToString()
+    assert parse_datum(reordered) == (b"jpg", 4, (0, 0, 0))
+    with pytest.raises(ValueError, match="Datum is not encoded"):
+        parse_datum(Datum(data=b"raw pixels").SerializeToString())
+    for garbage in (b"garbage, not a Datum", b"\x08", b"\x22\x05ab", b"\x0d\x00", b"\x22\x01a\x28"):
+        with pytest.raises(ValueError, match=f"a value of {len(garbage)} bytes that is not a serialized caffe.Datum"):
+            parse_datum(garbage)
 
 
 def test_index_json_round_trip_and_lookups():

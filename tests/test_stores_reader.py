@@ -1,13 +1,20 @@
 """The store reader: LMDB and frame-folder stores with one interface, errors that name the problem, use in
 worker processes."""
 import multiprocessing
+import os
 import pickle
+import re
+import subprocess
+import sys
+
+import lmdb
 
 import numpy as np
 import pytest
 
 from dataprep_helpers import extract_three_videos, store_index, video_sources
 from mfuse.prep.lmdb_store import build_lmdb, write_folder_index
+from mfuse.stores.format import frame_key, make_datum
 from mfuse.stores.reader import FolderFrameStore, LmdbFrameStore, open_frame_store, open_frame_stores
 
 
@@ -77,3 +84,52 @@ def test_open_frame_stores_opens_one_store_per_modality_in_order(extracted, tmp_
     stores = open_frame_stores(tmp_path / "out", 1, "train", ["mag", "rgb"])
     assert list(stores) == ["mag", "rgb"] and [s.modality for s in stores.values()] == ["mag", "rgb"]
     assert stores["rgb"].num_frames("B/v_c") == 4 and stores["mag"].num_frames("B/v_c") == 3
+
+
+def test_a_truncated_database_is_refused_with_its_name(extracted, tmp_path):
+    """Issue 20 item 3: a data.mdb shorter than its environment (a truncated copy) killed the reader with SIGBUS
+    and no output. Run in a subprocess, so that the old SIGBUS shows as a failure, not as a dead test run."""
+    frames_root, metas = extracted
+    db = tmp_path / "lmdb" / "split1_train_flow"
+    build_lmdb(db, store_index(metas, "flow"), video_sources(frames_root, metas), progress=False)
+    size = (db / "data.mdb").stat().st_size
+    os.truncate(db / "data.mdb", size // 2)
+    code = ("from mfuse.stores.reader import LmdbFrameStore\n"
+            f"store = LmdbFrameStore({str(db)!r})\n"
+            "print(len(store.get_image('A/v_a', 1)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"the LMDB database {db} is damaged: data.mdb has {size // 2} bytes but its pages need" in last
+    assert "FrameStoreError" in last
+
+
+def overwrite(db, key: bytes, value: bytes) -> None:
+    with lmdb.open(str(db)) as env, env.begin(write=True) as txn:
+        txn.put(key, value)
+
+
+def test_a_bad_record_names_the_database_the_key_the_video_and_the_frame(extracted, tmp_path):
+    """Issue 20 item 11: a garbage value said "Error parsing message with type 'caffe.Datum'", a bad JPEG
+    "cannot decode a flow JPEG of 503 bytes", with neither database nor key."""
+    frames_root, metas = extracted
+    db = tmp_path / "lmdb" / "split1_train_flow"
+    build_lmdb(db, store_index(metas, "flow"), video_sources(frames_root, metas), progress=False)
+    overwrite(db, frame_key("A/v_a", 2), b"garbage, not a Datum")
+    overwrite(db, frame_key("A/v_a", 3), make_datum(b"\xff\xd8 not a JPEG", 0, (1, 24, 64)))
+    store = LmdbFrameStore(db)
+    where = re.escape(f"LMDB database {db}, key 'A/v_a/0000")
+    with pytest.raises(ValueError, match=f"^{where}2' \\(video A/v_a, flow image 2\\): a value of 20 bytes that is "
+                                         "not a serialized caffe.Datum"):
+        store.get_image("A/v_a", 2)
+    with pytest.raises(ValueError, match=f"^{where}3' \\(video A/v_a, flow image 3\\): cannot decode a flow JPEG"):
+        store.get_image("A/v_a", 3)
+
+
+def test_a_bad_image_file_is_named_by_the_folder_store(extracted, tmp_path):
+    frames_root, metas = extracted
+    write_folder_index(tmp_path / "lists" / "split1_train_mag.json", store_index(metas, "mag"), frames_root)
+    store = open_frame_store(tmp_path, 1, "train", "mag", storage="folder")
+    store.image_path("B/v_c", 2).write_bytes(b"broken")
+    with pytest.raises(ValueError, match=r"image file .*mag_00002.jpg \(video B/v_c, mag image 2\): cannot decode"):
+        store.get_image("B/v_c", 2)

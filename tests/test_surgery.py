@@ -263,14 +263,15 @@ def test_a_seeded_fusion_run_is_reproducible_bit_for_bit(tmp_path, streams, tiny
     """
     from dataclasses import replace
 
-    from mfuse.nets.build_all import custom_set, write_all
+    from mfuse.nets.build_all import COMMITTED, custom_set, write_all
     from mfuse.training import train
 
     (_, spatial_model, _), (_, temporal_model, _) = streams
     trained = {}
     for run in ("a", "b"):
         folder = tmp_path / run
-        net_set = custom_set("tiny", "synthetic", source=str(tiny_data_root), runs_dir=str(folder / "runs"), seed=7)
+        net_set = custom_set("tiny", COMMITTED["tiny"].num_classes, str(tiny_data_root), runs_dir=str(folder / "runs"),
+                             seed=7)
         net_set = replace(net_set, fusion_schedule=replace(net_set.fusion_schedule, max_iter=4, steps=(2,),
                                                            snapshot=4, test_interval=40))
         write_all(folder / "prototxt", [net_set])

@@ -45,7 +45,8 @@ def parse_args():
                         help="pair the RGB frame with the middle of the flow stack (the authors' fusion test)")
     parser.add_argument("--max-batch", type=positive_int, default=250, help="crops per forward pass")
     parser.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
-    parser.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
+    parser.add_argument("--workers", type=positive_int,
+                        help="decoding processes (default: the usable cores but one)")
     parser.add_argument("--restart", action="store_true",
                         help="discard the progress of an interrupted run (<out>.partial.npz) and start over")
     return parser.parse_args()

@@ -11,13 +11,13 @@ from mfuse.evaluation.resume import (PartialMismatchError, PartialScores, file_d
                                      run_identity)
 from mfuse.evaluation.scores import ScoreFileError, ScoreSet, load_scores, save_scores
 from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_geometry,
-                                      protocol_for, video_crops)
+                                      protocol_crops, protocol_for, score_videos, video_crops)
 
 __all__ = [
-    "PAPER_FINAL_WEIGHTS", "Evaluation", "PartialMismatchError", "PartialScores", "Protocol", "ScoreCollector",
+    "Evaluation", "PAPER_FINAL_WEIGHTS", "PartialMismatchError", "PartialScores", "Protocol", "ScoreCollector",
     "ScoreFileError", "ScoreSet", "TestSubsetError", "WeightSearchResult", "average_fusion", "confusion_matrix",
     "evaluate", "evaluate_net", "file_digest", "forward_crops", "fuse", "l2_normalize", "load_scores",
     "load_test_net", "mean_class_accuracy", "mean_over_splits", "net_geometry", "paper_weighted_fusion",
-    "params_digest", "partial_path", "per_class_accuracy", "protocol_for", "run_identity", "save_scores",
-    "search_weights", "softmax", "video_score", "weight_grid",
+    "params_digest", "partial_path", "per_class_accuracy", "protocol_crops", "protocol_for", "run_identity",
+    "save_scores", "score_videos", "search_weights", "softmax", "video_crops", "video_score", "weight_grid",
 ]

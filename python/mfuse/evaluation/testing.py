@@ -7,15 +7,17 @@ The net's inputs say which modalities it needs, the crop side and the flow stack
 takes the net's; one that disagrees with the net is refused (:func:`protocol_for`). The output blob (default:
 the net's last blob) is a softmax, or logits that are softmaxed here (``apply_softmax``).
 
-Decoding and cropping of the next videos run in worker threads while the net runs (JPEG decoding releases
-the GIL). Progress is kept in ``<out>.partial.npz`` every ``checkpoint_every`` videos, so an interrupted run
-resumes where it stopped, provided net, weights, data and protocol are the same (:mod:`mfuse.evaluation.resume`);
-the final score file is written atomically (see ``scores.save_scores``).
+Decoding and cropping of the next frames run in worker processes while the net runs (:func:`score_videos`;
+threads would not overlap the net: pycaffe holds the GIL during ``forward``), as uint8; the crops are converted
+to float32 minus the mean straight into the net's input blobs. Progress is kept in ``<out>.partial.npz`` every
+``checkpoint_every`` videos, so an interrupted run resumes where it stopped, provided net, weights, data and
+protocol are the same (:mod:`mfuse.evaluation.resume`); the final score file is written atomically (see
+``scores.save_scores``).
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +29,8 @@ from mfuse.conventions import INPUT_BLOBS, MEANS, STACK_LENGTH
 from mfuse.evaluation.aggregate import softmax
 from mfuse.evaluation.resume import PartialScores, run_identity
 from mfuse.evaluation.scores import ScoreSet, save_scores
-from mfuse.sampling import InputGeometry, crop_modalities, flow_x_channels, frame_images, rgb_index, sample_positions
+from mfuse.processes import ParallelProducer, default_workers
+from mfuse.sampling import InputGeometry, ProtocolCrops, input_threads, normalize, to_net_inputs
 from mfuse.stores.format import rgb_frame_count
 
 
@@ -101,19 +104,84 @@ def net_geometry(net, source: str = "the net") -> InputGeometry:
     return InputGeometry.from_blob_shapes({name: net.blobs[name].data.shape for name in net.inputs}, source)
 
 
+def protocol_crops(stores: Mapping[str, object], videos, protocol: Protocol) -> ProtocolCrops:
+    """The crops of ``videos`` (``[VideoEntry]`` of ``stores``' first modality) under ``protocol``, one sampled
+    frame per item (:class:`mfuse.sampling.ProtocolCrops`)."""
+    reference = next(iter(stores.values())).modality
+    return ProtocolCrops(stores, [(v.video_id, rgb_frame_count(reference, v.num_frames)) for v in videos],
+                         protocol.frames, protocol.crop_mode, protocol.crop_size, protocol.stack_length,
+                         protocol.rgb_at_stack_centre)
+
+
 def video_crops(stores: Mapping[str, object], video_id: str, num_frames: int, protocol: Protocol
                 ) -> dict[str, np.ndarray]:
     """All crops of one video: ``{modality: float32 (frames * crops) x C x c x c}``, frame-major.
 
     ``num_frames``: the video's RGB frame count N (flow and mag have N - 1 images).
     """
+    crops = ProtocolCrops(stores, [(video_id, num_frames)], protocol.frames, protocol.crop_mode, protocol.crop_size,
+                          protocol.stack_length, protocol.rgb_at_stack_centre)
+    item = {name: np.empty(shape, dtype) for name, (shape, dtype) in crops.layout().items()}
     per_frame = []
-    for t in sample_positions(num_frames, protocol.frames, protocol.stack_length):
-        rgb_t = rgb_index(int(t), num_frames, protocol.stack_length, protocol.rgb_at_stack_centre)
-        images = frame_images(stores, video_id, int(t), protocol.stack_length, rgb_t)
-        per_frame.append(crop_modalities(images, protocol.crop_size, protocol.crop_mode, means=protocol.means,
-                                         x_channels=flow_x_channels(images)))
-    return {name: np.concatenate([crops[name] for crops in per_frame]) for name in stores}
+    for frame in range(protocol.frames):
+        crops.fill(frame, item)
+        per_frame.append({name: normalize(array, protocol.means[name]) for name, array in item.items()})
+    return {name: np.concatenate([frame[name] for frame in per_frame]) for name in stores}
+
+
+def score_videos(net, crops: ProtocolCrops, protocol: Protocol, output: str, workers: int | None = None
+                 ) -> Iterator[np.ndarray]:
+    """The net's outputs for every video of ``crops``, in order: ``(frames * crops_per_frame, K)`` per video.
+
+    ``workers`` processes (None: the usable cores but one; 0: this thread) decode and crop the sampled frames
+    ahead (:class:`mfuse.processes.ParallelProducer`); here each frame's uint8 crops are converted straight
+    into the net's input blobs, and the net runs whenever ``protocol.max_batch`` crops (or a video's last ones)
+    are in.
+    """
+    if not len(crops):
+        return
+    workers = default_workers() if workers is None else workers
+    threads = input_threads()
+    per_video = protocol.frames * crops.crops_per_frame
+    with ParallelProducer(crops, 0, len(crops), workers, depth=4, name="test crops") as source, \
+            ThreadPoolExecutor(threads, thread_name_prefix="mfuse-inputs") as pool:
+        for _ in range(len(crops.videos)):
+            yield _forward_video(net, source, per_video, protocol, output, pool, threads)
+
+
+def _forward_video(net, source: ParallelProducer, per_video: int, protocol: Protocol, output: str,
+                   pool: ThreadPoolExecutor, threads: int) -> np.ndarray:
+    """One video's outputs ``(per_video, K)``: its frames' crops from ``source``, in chunks of ``max_batch``."""
+    outputs, done, row, chunk, blobs = [], 0, 0, 0, {}
+    for _ in range(protocol.frames):
+        item = source.get()
+        start, count = 0, len(next(iter(item.values())))
+        while start < count:
+            if row == 0:
+                chunk = min(protocol.max_batch, per_video - done)
+                blobs = _input_blobs(net, item, chunk)
+            take = min(count - start, chunk - row)
+            to_net_inputs(item, protocol.means, blobs, pool, threads, slice(start, start + take),
+                          slice(row, row + take))
+            start, row = start + take, row + take
+            if row == chunk:
+                result = net.forward(blobs=[output])
+                outputs.append(np.array(result[output]).reshape(chunk, -1))
+                done, row = done + chunk, 0
+    return np.concatenate(outputs)
+
+
+def _input_blobs(net, item: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """``{modality: input blob data}`` with ``rows`` crops of the item's shape (reshaping the net if needed)."""
+    changed = False
+    for name, array in item.items():
+        blob = net.blobs[INPUT_BLOBS[name]]
+        if blob.data.shape != (rows,) + array.shape[1:]:
+            blob.reshape(rows, *array.shape[1:])
+            changed = True
+    if changed:
+        net.reshape()
+    return {name: net.blobs[INPUT_BLOBS[name]].data for name in item}
 
 
 def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: int) -> np.ndarray:
@@ -133,7 +201,7 @@ def forward_crops(net, crops: Mapping[str, np.ndarray], output: str, max_batch: 
 
 
 def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, protocol: Protocol = Protocol(),
-                 output: str | None = None, apply_softmax: bool | None = None, workers: int = 2,
+                 output: str | None = None, apply_softmax: bool | None = None, workers: int | None = None,
                  checkpoint_every: int = 20, progress: bool = True) -> ScoreSet:
     """Runs the protocol over every video of the stores and writes the score file ``out_path``.
 
@@ -144,7 +212,8 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
         meta: recorded in the score file; needs ``split`` and ``subset`` (plus e.g. net, weights, dataset).
         output: output blob (default: the net's last blob).
         apply_softmax: softmax the outputs (default: unless the last layer is a Softmax).
-        workers: threads decoding and cropping ahead of the net.
+        workers: processes decoding and cropping ahead of the net (None: the usable cores but one; 0: none,
+            this thread does it); see :func:`score_videos`.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,23 +234,17 @@ def evaluate_net(net, stores: Mapping[str, object], out_path: Path, meta: dict, 
     done = set(collector.video_ids)
     todo = [v for v in sorted(reference.videos, key=lambda v: v.video_id) if v.video_id not in done]
 
-    def prepare(video):
-        return video_crops(stores, video.video_id, rgb_frame_count(reference.modality, video.num_frames), protocol)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = [pool.submit(prepare, v) for v in todo[:workers + 1]]
-        for i, video in enumerate(tqdm(todo, desc=f"test {out_path.stem}", unit="video", disable=not progress)):
-            crops = pending[i].result()
-            if i + workers + 1 < len(todo):
-                pending.append(pool.submit(prepare, todo[i + workers + 1]))
-            pending[i] = None
-            scores = forward_crops(net, crops, output, protocol.max_batch)
-            if scores.shape[1] != num_classes:
-                raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
-            probs = softmax(scores) if apply_softmax else scores
-            collector.add(video.video_id, video.label, probs.reshape(protocol.frames, protocol.crops_per_frame, -1))
-            if (i + 1) % checkpoint_every == 0:
-                partial.save(collector)
+    crops = protocol_crops(stores, todo, protocol)
+    outputs = score_videos(net, crops, protocol, output, workers)
+    for i, (video, scores) in enumerate(tqdm(zip(todo, outputs), total=len(todo), desc=f"test {out_path.stem}",
+                                             unit="video", disable=not progress)):
+        if scores.shape[1] != num_classes:
+            raise ValueError(f"{output} has {scores.shape[1]} outputs, the stores have {num_classes} classes")
+        probs = softmax(scores) if apply_softmax else scores
+        collector.add(video.video_id, video.label, probs.reshape(protocol.frames, protocol.crops_per_frame, -1))
+        if (i + 1) % checkpoint_every == 0:
+            partial.save(collector)
+    outputs.close()
     meta = {**meta, "protocol": {"frames": protocol.frames, "crop_mode": protocol.crop_mode,
                                  "crop_size": protocol.crop_size, "stack_length": protocol.stack_length,
                                  "rgb_at_stack_centre": protocol.rgb_at_stack_centre}}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from mfuse.nets import solvers
 from mfuse.nets.backbones import BACKBONES, Backbone, get_backbone
-from mfuse.nets.build_all import COMMITTED, DATASETS, NetSet, build_net, custom_set, net_text, write_all
+from mfuse.nets.build_all import COMMITTED, NetSet, build_net, custom_set, net_text, write_all
 from mfuse.nets.fusion import PREFIXES, Fusion, fusion_net
 from mfuse.nets.inputs import DeployInputs, DummyInputs, VideoData, input_shapes, read_input_geometry
 from mfuse.nets.solvers import Schedule, make_solver, solver_text
 from mfuse.nets.streams import Amplify, spatial_net, temporal_net
 
-__all__ = ["BACKBONES", "COMMITTED", "DATASETS", "PREFIXES", "Amplify", "Backbone", "DeployInputs", "DummyInputs",
+__all__ = ["BACKBONES", "COMMITTED", "PREFIXES", "Amplify", "Backbone", "DeployInputs", "DummyInputs",
            "Fusion", "NetSet", "Schedule", "VideoData", "build_net", "custom_set", "fusion_net", "get_backbone",
            "input_shapes", "make_solver", "net_text", "read_input_geometry", "solver_text", "solvers",
            "spatial_net", "temporal_net", "write_all"]

@@ -5,7 +5,10 @@ A ``NetSet`` is one backbone on one dataset; ``mfuse.conventions.NET_NAMES`` are
 
     prototxt/<net>_{train_val,deploy,solver}.prototxt          CNN-M-2048 ("basic"), UCF101 split 1
     prototxt/vgg19/<net>_{train_val,deploy,solver}.prototxt    VGG19 (both towers), UCF101 split 1
-    prototxt/tiny/<net>_{train_val,deploy,solver}.prototxt     tiny backbone, the synthetic dataset
+    prototxt/tiny/<net>_{train_val,deploy,solver}.prototxt     tiny backbone, the synthetic dataset (its 8 classes)
+
+Other datasets get a set from ``custom_set`` with the class count of their split lists (``mfuse.recipe`` does
+this for every run).
 
 Paths inside them (data source, ``net:``, ``snapshot_prefix``) are relative to the repository root, where
 ``caffe train -solver prototxt/<net>_solver.prototxt`` is run.
@@ -26,6 +29,7 @@ from mfuse.nets import solvers
 from mfuse.nets.fusion import Fusion, fusion_net
 from mfuse.nets.inputs import DeployInputs, VideoData
 from mfuse.nets.streams import Amplify, spatial_net, temporal_net
+from mfuse.synthetic import CLASSES
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,6 @@ class NetSet:
         return self.temporal_schedule if net == "temporal" else self.spatial_schedule
 
 
-#: Datasets known to the CLI: default source directory and number of classes.
-DATASETS: dict[str, tuple[str, int]] = {"ucf101": ("data/ucf101", 101), "hmdb51": ("data/hmdb51", 51),
-                                        "synthetic": ("data/synthetic", 8)}
-
 _PAPER = dict(spatial_schedule=solvers.SPATIAL, temporal_schedule=solvers.TEMPORAL,
               fusion_schedule=solvers.FUSION)
 COMMITTED: dict[str, NetSet] = {
@@ -93,7 +93,7 @@ COMMITTED: dict[str, NetSet] = {
                     fusion_batch=32, test_batch=32, runs_dir="runs/vgg19", **_PAPER),
     # The tiny spatial net has no ImageNet model to start from: it trains its convs (freeze_spatial_convs
     # False); spatial_amp then starts from it with frozen convs, as the paper.
-    "tiny": NetSet(subdir="tiny", backbone="tiny", source="data/synthetic", num_classes=8, stream_batch=32,
+    "tiny": NetSet(subdir="tiny", backbone="tiny", source="data/synthetic", num_classes=len(CLASSES), stream_batch=32,
                    fusion_batch=32, test_batch=32, runs_dir="runs/tiny", fusion_k=64, fusion_head=(64, 64),
                    freeze_spatial_convs=False, spatial_schedule=solvers.TINY_SPATIAL,
                    temporal_schedule=solvers.TINY_TEMPORAL, fusion_schedule=solvers.TINY_FUSION),
@@ -186,15 +186,14 @@ def write_all(out_dir, net_sets: Iterable[NetSet] | None = None, net_root: str |
     return sorted(written)
 
 
-def custom_set(backbone: str, dataset: str, source: str | None = None, split: int = 1,
-               storage: str = "lmdb", fusion_activation: str = "NONE", runs_dir: str | None = None,
-               seed: int = 1) -> NetSet:
-    """A set like the committed one of ``backbone`` on another dataset/split/source, written flat."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+def custom_set(backbone: str, num_classes: int, source: str, split: int = 1, storage: str = "lmdb",
+               fusion_activation: str = "NONE", runs_dir: str | None = None, seed: int = 1) -> NetSet:
+    """A set like the committed one of ``backbone`` for another dataset (``num_classes``, read from its split
+    lists by the caller), source folder and split, written flat."""
     if backbone not in COMMITTED:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(COMMITTED)}")
-    default_source, num_classes = DATASETS[dataset]
-    return replace(COMMITTED[backbone], subdir="", source=source or default_source, num_classes=num_classes,
-                   split=split, storage=storage, fusion_activation=fusion_activation,
-                   runs_dir=runs_dir or f"runs/{backbone}_{dataset}_split{split}", seed=seed)
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    return replace(COMMITTED[backbone], subdir="", source=source, num_classes=num_classes, split=split,
+                   storage=storage, fusion_activation=fusion_activation,
+                   runs_dir=runs_dir or f"runs/{backbone}_{num_classes}classes_split{split}", seed=seed)

@@ -7,7 +7,8 @@ A video's folder ``<frames_root>/<video_id>/`` holds (docs/conventions.md):
   the flow from frame t to frame t+1, so the last frame has no flow image of its own;
 - ``flow_x_<t>.jpg`` / ``flow_y_<t>.jpg`` as well when ``separate_xy`` (TSN/mmaction names);
 - ``mag_00001.jpg .. mag_<N-1>.jpg``: flow magnitude;
-- ``meta.json``: counts, size and the settings used.
+- ``meta.json``: counts (also ``header_frames``, the count the container states: a video that decodes to fewer
+  is kept and flagged, :func:`partial_decode`), size and the settings used.
 
 :func:`extract_video` writes everything into a staging folder and moves it into place in one
 ``os.replace``, so a folder with ``meta.json`` is always complete. A killed extraction leaves at most
@@ -33,6 +34,8 @@ from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND, create_flow_function, flo
 from mfuse.stores.format import image_name
 
 META_NAME = "meta.json"
+#: Frames a video may decode short of its header's count before it is flagged (:func:`partial_decode`).
+PARTIAL_TOLERANCE = 1
 
 
 class VideoError(Exception):
@@ -119,6 +122,16 @@ def iter_frames(video_path: Path, short_side: int | None = 256, fixed_size: tupl
             raise VideoError(f"decoding failed: {error}") from error
 
 
+def header_frame_count(video_path: Path) -> int | None:
+    """The frame count the container's header states for its first video stream (None when it states none)."""
+    try:
+        with av.open(os.fspath(video_path)) as container:
+            frames = container.streams.video[0].frames if container.streams.video else 0
+    except (av.FFmpegError, OSError):
+        return None
+    return int(frames) or None
+
+
 def count_frames(video_path: Path) -> int:
     """Number of frames the decoder produces for ``video_path`` (decodes the whole video)."""
     with av.open(os.fspath(video_path)) as container:
@@ -182,6 +195,17 @@ def extract_video(video_path: Path, video_dir: Path, settings: ExtractSettings) 
     return VideoResult(meta, seconds)
 
 
+def partial_decode(meta: dict) -> str | None:
+    """A warning when the video decoded to fewer frames than its header states (a truncated or damaged file, kept
+    with the frames that decoded), else None. One frame short is tolerated (``PARTIAL_TOLERANCE``): some encoders
+    count a last frame that decoders drop."""
+    expected = meta.get("header_frames")
+    if expected is None or meta["num_frames"] >= expected - PARTIAL_TOLERANCE:
+        return None
+    return (f"decoded {meta['num_frames']} of the {expected} frames its header states (truncated or damaged file?); "
+            f"kept with {meta['num_frames']} frames")
+
+
 def partial_dir(video_dir: Path) -> Path:
     """The staging folder of ``video_dir``: a hidden sibling on the same file system."""
     return video_dir.with_name(f".{video_dir.name}.partial")
@@ -214,6 +238,7 @@ def _write_outputs(video_path: Path, out_dir: Path, settings: ExtractSettings, s
     num_flow = num_frames - 1 if flow_function is not None else 0
     meta = {
         "num_frames": num_frames,
+        "header_frames": header_frame_count(video_path),
         "num_flow": num_flow,
         "height": int(shape[0]),
         "width": int(shape[1]),

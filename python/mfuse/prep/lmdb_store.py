@@ -21,7 +21,7 @@ from mfuse.fileio import write_atomic
 from mfuse.prep.parallel import imap_progress
 from mfuse.stores.format import (INDEX_KEY, StoreIndex, VideoEntry, frame_key, image_shape, make_datum,
                                  modality_image_name)
-from mfuse.stores.reader import close_readonly, open_readonly
+from mfuse.stores.reader import FrameStoreError, close_readonly, open_readonly
 
 BATCH_BYTES = 64 << 20
 INTENT_NAME = "build.json"
@@ -81,10 +81,10 @@ def build_lmdb(db_path: Path, index: StoreIndex, sources: dict[str, VideoSource]
             batch.extend(items)
             batch_bytes += sum(len(value) for _, value in items)
             if batch_bytes >= BATCH_BYTES:
-                _put_batch(env, batch)
+                _put_batch(env, batch, db_path)
                 batch, batch_bytes = [], 0
         batch.append((INDEX_KEY, index_bytes))
-        _put_batch(env, batch)
+        _put_batch(env, batch, db_path)
         env.sync(True)
     finally:
         env.close()
@@ -108,8 +108,12 @@ def _read_video_items(job: tuple[VideoEntry, VideoSource, str]) -> list[tuple[by
     return items
 
 
-def _put_batch(env: lmdb.Environment, batch: list[tuple[bytes, bytes]]) -> None:
-    """Write ``batch`` in one transaction, doubling the map size while it does not fit."""
+def _put_batch(env: lmdb.Environment, batch: list[tuple[bytes, bytes]], db_path: Path) -> None:
+    """Write ``batch`` in one transaction, doubling the map size while it does not fit.
+
+    Raises OSError naming the database being built (``db_path``) and the keys of the transaction when LMDB
+    fails otherwise (a full disk shows as ``mdb_txn_commit: Input/output error`` or ``No space left``).
+    """
     while True:
         try:
             with env.begin(write=True) as txn:
@@ -118,6 +122,11 @@ def _put_batch(env: lmdb.Environment, batch: list[tuple[bytes, bytes]]) -> None:
             return
         except lmdb.MapFullError:
             env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.Error as error:
+            keys = [key.decode("utf-8", "replace") for key, _ in batch]
+            raise OSError(f"writing the LMDB database {db_path} failed at the transaction of keys {keys[0]!r} .. "
+                          f"{keys[-1]!r} ({len(keys)} images, {sum(len(v) for _, v in batch) >> 20} MiB): {error} "
+                          f"(disk full? free space under {db_path.parent})") from error
 
 
 def _estimate_map_size(index: StoreIndex, sources: dict[str, VideoSource]) -> int:
@@ -130,9 +139,14 @@ def _estimate_map_size(index: StoreIndex, sources: dict[str, VideoSource]) -> in
 
 
 def _is_complete_database(db_path: Path, index_bytes: bytes, total_images: int) -> bool:
+    """True when ``db_path`` holds a finished build of the same index; a damaged one (truncated) is not."""
     if not (db_path / "data.mdb").is_file():
         return False
-    with open_readonly(db_path).begin() as txn:
+    try:
+        env = open_readonly(db_path)
+    except FrameStoreError:
+        return False
+    with env.begin() as txn:
         return txn.get(INDEX_KEY) == index_bytes and txn.stat()["entries"] == total_images + 1
 
 

@@ -9,29 +9,25 @@ Usage::
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
-import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
 from typing import TypeVar
 
-import cv2
 from tqdm import tqdm
+
+from mfuse.processes import die_with_parent, single_threaded_libraries
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 def _init_worker() -> None:
-    # One OpenCV thread per worker process: the pool provides the parallelism.
-    cv2.setNumThreads(1)
-    # Die with the parent (Linux PR_SET_PDEATHSIG): a killed build leaves no worker writing behind it.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+    # One OpenCV thread per worker process (the pool provides the parallelism); a killed build leaves no worker
+    # writing behind it.
+    single_threaded_libraries()
+    die_with_parent()
 
 
 @contextmanager

@@ -21,14 +21,15 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.pool import Pool
 from pathlib import Path
 
 from mfuse.conventions import MODALITIES, SPLITS, STACK_LENGTH, STORAGES, SUBSETS
 from mfuse.datasets import VideoRecord, get_dataset, union_of_splits
 from mfuse.fileio import write_atomic
-from mfuse.prep.frames import ExtractSettings, VideoError, extract_video, is_video_complete, read_meta
+from mfuse.prep.frames import (ExtractSettings, VideoError, extract_video, is_video_complete, partial_decode,
+                               read_meta)
 from mfuse.prep.lmdb_store import VideoSource, build_lmdb, write_folder_index
 from mfuse.prep.parallel import imap_progress, worker_pool
 from mfuse.stores.format import StoreIndex, VideoEntry, database_name
@@ -38,14 +39,19 @@ STAGES = ("extract", "stores")
 STORE_CHOICES = STORAGES + ("both",)
 
 
+#: ``Failure.level`` values: a video left out, or one kept with a problem (e.g. decoded partly).
+LEVELS = ("error", "warning")
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A video a stage could not use."""
+    """A video a stage could not use (``level`` error), or used with a problem worth knowing (warning)."""
 
     stage: str
     video_id: str
     path: str
     reason: str
+    level: str = "error"
 
 
 @dataclass
@@ -55,6 +61,7 @@ class StageReport:
     processed: int = 0
     skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
+    warnings: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     worker_seconds: dict[str, float] = field(default_factory=dict)
     disk_bytes: int = 0
@@ -81,6 +88,11 @@ class Summary:
                 first.setdefault(failure.video_id, failure)
         return list(first.values())
 
+    @property
+    def warnings(self) -> list[Failure]:
+        """Videos kept with a problem (level ``warning``), e.g. decoded partly."""
+        return [warning for report in self.stages.values() for warning in report.warnings]
+
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` (0 <= i < n) -> ``(i, n)``."""
@@ -103,10 +115,13 @@ def select_shard(items: Sequence, shard: tuple[int, int] | None) -> list:
 
 def load_splits(dataset: str, splits_dir: Path, videos_root: Path, splits: Sequence[int] = SPLITS
                 ) -> tuple[list[str], dict[tuple[int, str], list[VideoRecord]]]:
-    """``(classes, {(split, subset): records})`` of ``dataset``; raises ``SplitError`` on bad lists."""
+    """``(classes, {(split, subset): records})`` of ``dataset``, paths under ``videos_root``; raises
+    ``SplitError`` on bad lists. A listed video missing on disk is not a list problem: extraction reports it
+    as a failed video, like a corrupt one."""
     module = get_dataset(dataset)
     classes = module.load_classes(splits_dir)
-    lists = {(k, subset): module.load_split(splits_dir, k, subset, videos_root)
+    lists = {(k, subset): [replace(r, path=Path(videos_root) / r.path)
+                           for r in module.load_split(splits_dir, k, subset, videos_root=None)]
              for k in splits for subset in SUBSETS}
     return classes, lists
 
@@ -121,6 +136,8 @@ def _extract_one(job: tuple[VideoRecord, Path, ExtractSettings]) -> dict:
         if is_video_complete(video_dir, settings):
             result["status"] = "skipped"
             result["meta"] = read_meta(video_dir)
+        elif not Path(record.path).is_file():
+            raise VideoError(f"video file missing: {record.path}")
         else:
             outcome = extract_video(record.path, video_dir, settings)
             result["meta"], result["seconds"] = outcome.meta, outcome.seconds
@@ -151,9 +168,13 @@ def extract_videos(records: Sequence[VideoRecord], frames_root: Path, settings: 
         report.processed += result["status"] == "done"
         report.disk_bytes += result["bytes"]
         metas[result["video_id"]] = result["meta"]
+        warning = partial_decode(result["meta"])
+        if warning is not None:
+            report.warnings.append(Failure("extract", result["video_id"], result["path"], warning, "warning"))
         for step, seconds in result["seconds"].items():
             report.worker_seconds[step] += seconds
     report.failures.sort(key=lambda f: f.video_id)
+    report.warnings.sort(key=lambda f: f.video_id)
     report.seconds = time.perf_counter() - start
     return report, metas
 
@@ -257,21 +278,21 @@ def prepare_dataset(dataset: str, videos_root: Path, splits_dir: Path, out_root:
     summary.flow_images = sum(m["num_flow"] for m in metas.values())
     summary.short_for_stack = sorted(v for v, m in metas.items() if m["short_for_stack"])
     suffix = f"-shard{shard[0]}of{shard[1]}" if shard is not None else ""
-    write_failures(out_root / f"failures{suffix}.tsv", summary.failures)
+    write_failures(out_root / f"failures{suffix}.tsv", summary.failures + summary.warnings)
     write_summary(out_root / f"summary{suffix}.json", summary)
     return summary
 
 
 def write_failures(path: Path, failures: Sequence[Failure]) -> None:
-    """``stage  video_id  path  reason`` lines (tab-separated, with a header), written atomically."""
-    lines = ["stage\tvideo_id\tpath\treason"]
+    """``stage  video_id  path  reason  level`` lines (tab-separated, with a header), written atomically."""
+    lines = ["stage\tvideo_id\tpath\treason\tlevel"]
     for f in failures:
-        lines.append("\t".join(_one_line(value) for value in (f.stage, f.video_id, f.path, f.reason)))
+        lines.append("\t".join(_one_line(value) for value in (f.stage, f.video_id, f.path, f.reason, f.level)))
     write_atomic(Path(path), "\n".join(lines) + "\n")
 
 
 def read_failures(path: Path) -> list[Failure]:
-    """The failures written by :func:`write_failures`."""
+    """The failures and warnings written by :func:`write_failures`."""
     rows = Path(path).read_text(encoding="utf-8").splitlines()[1:]
     return [Failure(*row.split("\t")) for row in rows if row]
 
@@ -279,6 +300,7 @@ def read_failures(path: Path) -> list[Failure]:
 def write_summary(path: Path, summary: Summary) -> None:
     data = asdict(summary)
     data["failures"] = len(summary.failures)
+    data["warnings"] = [asdict(w) for w in summary.warnings]
     write_atomic(Path(path), json.dumps(data, indent=1, ensure_ascii=False))
 
 
@@ -286,6 +308,7 @@ def format_summary(summary: Summary) -> str:
     """A human-readable table of the summary."""
     lines = [f"{summary.dataset}: {summary.videos} videos, {summary.frames} frames, "
              f"{summary.flow_images} flow images, {len(summary.failures)} failures, "
+             f"{len(summary.warnings)} warnings, "
              f"{len(summary.short_for_stack)} too short for a {STACK_LENGTH}-frame flow stack"]
     lines.append(f"{'stage':<8} {'done':>6} {'skipped':>8} {'failed':>7} {'wall s':>9} {'disk':>10}  worker s")
     for name, report in summary.stages.items():
@@ -296,6 +319,10 @@ def format_summary(summary: Summary) -> str:
         lines.append(f"  failed [{failure.stage}] {failure.video_id}: {failure.reason}")
     if len(summary.failures) > 20:
         lines.append(f"  ... {len(summary.failures) - 20} more in the failures file")
+    for warning in summary.warnings[:20]:
+        lines.append(f"  warning [{warning.stage}] {warning.video_id}: {warning.reason}")
+    if len(summary.warnings) > 20:
+        lines.append(f"  ... {len(summary.warnings) - 20} more warnings in the failures file")
     return "\n".join(lines)
 
 

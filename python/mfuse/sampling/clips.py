@@ -8,6 +8,10 @@ crops: :mod:`mfuse.sampling.crops`.
 Training (:func:`make_sample`): a uniform ``t``, a random crop and a fair-coin mirror per sample; in
 deterministic mode (``rng`` None, for validation) the middle ``t``, the centre crop, no mirror. Epochs
 (:func:`epoch_order`): every video once, in a seeded order, shared out among ranks.
+
+The data path cuts crops straight from the decoded images (:func:`read_images` -> :func:`cut_crops`, uint8)
+and subtracts the mean last (:func:`mfuse.sampling.crops.normalize`); :func:`frame_images` +
+``crop_modalities`` give the same numbers for code that wants whole images.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfuse.sampling.crops import choose_crop, crop_modalities, flow_x_channels, stack_flow
+from mfuse.sampling.crops import CropBox, choose_crop, crop_flow_images, crop_uint8, normalize, stack_flow
 from mfuse.sampling.positions import flow_stack_indices, frame_range, train_position
 
 
@@ -63,36 +67,70 @@ def common_videos(stores: Mapping[str, object]) -> list[tuple[str, int, dict[str
     return videos
 
 
-def frame_images(stores: Mapping[str, object], video_id: str, t: int, stack_length: int,
-                 rgb_t: int | None = None) -> dict[str, np.ndarray]:
-    """Decoded uint8 images of the sample at ``t``, one per store: rgb ``H x W x 3`` (frame ``rgb_t``, default
-    ``t``), flow ``H x W x 2L`` (the stack from ``t``, clamped to the video's flow images), mag ``H x W``.
+def read_images(stores: Mapping[str, object], video_id: str, t: int, stack_length: int,
+                rgb_t: int | None = None) -> dict[str, object]:
+    """Decoded uint8 images of the sample at ``t``, one entry per store: rgb ``H x W x 3`` (frame ``rgb_t``,
+    default ``t``), flow the list of the stack's ``L`` flow images ``H x 2W`` (``t .. t+L-1``, clamped to the
+    video's flow images), mag ``H x W``.
 
     Raises ValueError naming the video and frame when the modalities differ in size.
     """
-    images = {}
+    images, sizes = {}, {}
     for name, store in stores.items():
         if name == "flow":
             numbers = flow_stack_indices(t, store.num_frames(video_id), stack_length)
-            images[name] = stack_flow([store.get_image(video_id, int(k)) for k in numbers])
+            images[name] = [store.get_image(video_id, int(k)) for k in numbers]
+            sizes[name] = (images[name][0].shape[0], images[name][0].shape[1] // 2)
         else:
             images[name] = store.get_image(video_id, t if rgb_t is None or name != "rgb" else rgb_t)
-    sizes = {name: image.shape[:2] for name, image in images.items()}
+            sizes[name] = images[name].shape[:2]
     if len(set(sizes.values())) != 1:
         raise ValueError(f"video {video_id} frame {t}: modalities differ in size {sizes}")
     return images
 
 
+def frame_images(stores: Mapping[str, object], video_id: str, t: int, stack_length: int,
+                 rgb_t: int | None = None) -> dict[str, np.ndarray]:
+    """:func:`read_images` with the flow stack assembled: flow ``H x W x 2L`` (channels x1, y1, ..., xL, yL)."""
+    images = read_images(stores, video_id, t, stack_length, rgb_t)
+    if "flow" in images:
+        images["flow"] = stack_flow(images["flow"])
+    return images
+
+
+def cut_crops(images: Mapping[str, object], boxes: Sequence[CropBox], crop_size: int | tuple[int, int],
+              out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The crops ``boxes`` of a sample's images (from :func:`read_images`) as uint8 ``N x C x h x w`` per
+    modality, into ``out[modality]`` when given; one set of boxes and mirrors for every modality."""
+    out = out or {}
+    return {name: (crop_flow_images(image, boxes, crop_size, out=out.get(name)) if name == "flow" else
+                   crop_uint8(image, boxes, crop_size, out=out.get(name)))
+            for name, image in images.items()}
+
+
+def sample_box(images: Mapping[str, object], crop_size: int, rng: np.random.RandomState | None,
+               mirror: bool) -> CropBox:
+    """The training crop of a sample's images (:func:`mfuse.sampling.crops.choose_crop` on their size)."""
+    name, first = next(iter(images.items()))
+    height, width = (first[0].shape[0], first[0].shape[1] // 2) if name == "flow" else first.shape[:2]
+    return choose_crop(height, width, crop_size, rng, mirror)
+
+
+def make_sample_uint8(stores: Mapping[str, object], video_id: str, counts: Mapping[str, int], spec: ClipSpec,
+                      rng: np.random.RandomState | None, mirror: bool,
+                      out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One training sample before the mean: ``{modality: uint8 1 x C x crop x crop}`` (into ``out`` if given;
+    ``rng`` None: the deterministic centre sample). :func:`make_sample` = this + ``normalize``."""
+    t = train_position(frame_range(counts, spec.stack_length), rng)
+    images = read_images({m: stores[m] for m in spec.modalities}, video_id, t, spec.stack_length)
+    return cut_crops(images, [sample_box(images, spec.crop_size, rng, mirror)], spec.crop_size, out)
+
+
 def make_sample(stores: Mapping[str, object], video_id: str, counts: Mapping[str, int], spec: ClipSpec,
                 rng: np.random.RandomState | None, mirror: bool) -> dict[str, np.ndarray]:
     """One training sample: ``{modality: float32 C x crop x crop}`` (``rng`` None: deterministic centre sample)."""
-    t = train_position(frame_range(counts, spec.stack_length), rng)
-    images = frame_images({m: stores[m] for m in spec.modalities}, video_id, t, spec.stack_length)
-    height, width = next(iter(images.values())).shape[:2]
-    box = choose_crop(height, width, spec.crop_size, rng, mirror)
-    crops = crop_modalities(images, spec.crop_size, means=spec.means, x_channels=flow_x_channels(images),
-                            boxes=[box])
-    return {name: crop[0] for name, crop in crops.items()}
+    crops = make_sample_uint8(stores, video_id, counts, spec, rng, mirror)
+    return {name: normalize(crop, spec.means[name])[0] for name, crop in crops.items()}
 
 
 def epoch_order(num_videos: int, epoch: int, seed: int, shuffle: bool, rank: int = 0, num_ranks: int = 1

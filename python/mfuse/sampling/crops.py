@@ -14,6 +14,12 @@ deterministic mode.
 
 Output: float32 ``N x C x h x w`` arrays (Caffe's layout), minus a mean given by the caller
 (``mfuse.conventions.MEANS``: BGR 104, 117, 123 for RGB, 128 for flow, ``None`` for magnitude).
+
+The data path works in two steps, so that worker processes move bytes and the net's process only converts:
+:func:`crop_uint8` / :func:`crop_flow_images` cut the crops as uint8 ``N x C x h x w`` (mirrors and ``255 - q``
+applied; a flow stack is cut from its ``H x 2W`` images directly, never assembled at full size), and
+:func:`normalize` turns them into float32 minus the mean. ``crop_image`` is the two in one; the results are
+the same numbers, as every value is an integer below 256 until the mean is subtracted.
 """
 from __future__ import annotations
 
@@ -109,15 +115,80 @@ def stack_flow(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(pairs, axis=2)
 
 
-def _subtract_mean(crops: np.ndarray, mean: Mean) -> np.ndarray:
+def normalize(crops: np.ndarray, mean: Mean, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 crops ``N x C x h x w`` as float32 minus ``mean`` (scalar, one value per channel, or None), into
+    ``out`` when given (e.g. a net's input blob); returns the float32 array."""
     if mean is None:
-        return crops
+        mean = np.float32(0)
     mean = np.asarray(mean, dtype=np.float32)
-    if mean.ndim == 0:
-        return crops - mean
-    if mean.shape != (crops.shape[1],):
-        raise ValueError(f"mean has {mean.size} values for {crops.shape[1]} channels")
-    return crops - mean[None, :, None, None]
+    if mean.ndim == 1:
+        if mean.shape != (crops.shape[1],):
+            raise ValueError(f"mean has {mean.size} values for {crops.shape[1]} channels")
+        mean = mean[:, None, None]
+    elif mean.ndim != 0:
+        raise ValueError(f"mean must be a scalar or one value per channel, got shape {mean.shape}")
+    if out is None:
+        out = np.empty(crops.shape, np.float32)
+    return np.subtract(crops, mean, out=out, dtype=np.float32)
+
+
+def _check_box(box: CropBox, crop_h: int, crop_w: int, height: int, width: int) -> None:
+    if box.top < 0 or box.left < 0 or box.top + crop_h > height or box.left + crop_w > width:
+        raise ValueError(f"crop box {box} of {crop_h}x{crop_w} outside the {height}x{width} image")
+
+
+def crop_uint8(image: np.ndarray, boxes: Sequence[CropBox], crop_size: int | tuple[int, int] = CROP_SIZE, *,
+               x_channels: ChannelSelector = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Crops of one ``H x W`` or ``H x W x C`` uint8 image as uint8 ``N x C x h x w`` (into ``out`` if given; an
+    image of another dtype gives crops of its dtype).
+
+    ``x_channels``: channels holding quantised x flow, inverted (``255 - q``) in mirrored crops.
+    """
+    image = _as_hwc(image)
+    height, width, channels = image.shape
+    crop_h, crop_w = _crop_hw(crop_size)
+    if out is None:
+        out = np.empty((len(boxes), channels, crop_h, crop_w), image.dtype)
+    x_index = np.arange(channels)[x_channels] if x_channels is not None else np.empty(0, int)
+    for i, box in enumerate(boxes):
+        _check_box(box, crop_h, crop_w, height, width)
+        patch = image[box.top:box.top + crop_h, box.left:box.left + crop_w]
+        out[i] = (patch[:, ::-1] if box.mirror else patch).transpose(2, 0, 1)
+        if box.mirror and x_index.size:
+            out[i, x_index] = 255 - out[i, x_index]
+    return out
+
+
+def crop_flow_images(images: Sequence[np.ndarray], boxes: Sequence[CropBox],
+                     crop_size: int | tuple[int, int] = CROP_SIZE, out: np.ndarray | None = None) -> np.ndarray:
+    """Crops of the flow stack of ``L`` grey ``H x 2W`` flow images (x in columns [0, W), y in [W, 2W)) as uint8
+    ``N x 2L x h x w``, channels x1, y1, ..., xL, yL (the crops of ``stack_flow(images)``, without building it);
+    mirrored crops flip every channel and invert x (``255 - q``)."""
+    if not len(images):
+        raise ValueError("a flow stack needs at least one flow image")
+    shapes = {np.shape(image) for image in images}
+    if len(shapes) != 1:
+        raise ValueError(f"flow images of a stack differ in size: {sorted(shapes)}")
+    shape = shapes.pop()
+    if len(shape) != 2 or shape[1] % 2:
+        raise ValueError(f"expected grey H x 2W flow images, got shape {shape}")
+    height, width = shape[0], shape[1] // 2
+    crop_h, crop_w = _crop_hw(crop_size)
+    if out is None:
+        out = np.empty((len(boxes), 2 * len(images), crop_h, crop_w), np.uint8)
+    for i, box in enumerate(boxes):
+        _check_box(box, crop_h, crop_w, height, width)
+        rows = slice(box.top, box.top + crop_h)
+        for k, image in enumerate(images):
+            x = image[rows, box.left:box.left + crop_w]
+            y = image[rows, width + box.left:width + box.left + crop_w]
+            if box.mirror:
+                np.subtract(255, x[:, ::-1], out=out[i, 2 * k])
+                out[i, 2 * k + 1] = y[:, ::-1]
+            else:
+                out[i, 2 * k] = x
+                out[i, 2 * k + 1] = y
+    return out
 
 
 def crop_image(image: np.ndarray, crop_size: int | tuple[int, int] = CROP_SIZE, mode: str = "ten", *,
@@ -130,20 +201,8 @@ def crop_image(image: np.ndarray, crop_size: int | tuple[int, int] = CROP_SIZE, 
     ``boxes``: explicit crop boxes (default ``crop_boxes(H, W, crop_size, mode)``).
     """
     image = _as_hwc(image)
-    height, width, channels = image.shape
-    crop_h, crop_w = _crop_hw(crop_size)
-    boxes = crop_boxes(height, width, (crop_h, crop_w), mode) if boxes is None else boxes
-    out = np.empty((len(boxes), crop_h, crop_w, channels), np.float32)
-    x_index = np.arange(channels)[x_channels] if x_channels is not None else np.empty(0, int)
-    for i, box in enumerate(boxes):
-        if box.top < 0 or box.left < 0 or box.top + crop_h > height or box.left + crop_w > width:
-            raise ValueError(f"crop box {box} of {crop_h}x{crop_w} outside the {height}x{width} image")
-        patch = image[box.top:box.top + crop_h, box.left:box.left + crop_w].astype(np.float32)
-        if box.mirror:
-            patch = patch[:, ::-1]
-            patch[:, :, x_index] = 255.0 - patch[:, :, x_index]
-        out[i] = patch
-    return _subtract_mean(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), mean)
+    boxes = crop_boxes(image.shape[0], image.shape[1], crop_size, mode) if boxes is None else boxes
+    return normalize(crop_uint8(image, boxes, crop_size, x_channels=x_channels), mean)
 
 
 def crop_modalities(images: Mapping[str, np.ndarray], crop_size: int | tuple[int, int] = CROP_SIZE,

@@ -82,12 +82,62 @@ def make_datum(jpeg: bytes, label: int, shape: tuple[int, int, int]) -> bytes:
     return datum.SerializeToString()
 
 
+#: ``Datum`` fields (caffe.proto) the reader uses: number -> name; every one a varint but ``data`` (bytes).
+_DATUM_FIELDS = {1: "channels", 2: "height", 3: "width", 4: "data", 5: "label", 7: "encoded"}
+_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+
+
+def _varint(value: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(value) or shift > 63:
+            raise ValueError("a truncated or overlong varint")
+        byte = value[pos]
+        result |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return result, pos
+
+
 def parse_datum(value: bytes) -> tuple[bytes, int, tuple[int, int, int]]:
-    """``(jpeg bytes, label, (C, H, W))`` of a serialized encoded ``Datum``."""
-    datum = caffe_pb2().Datum.FromString(value)
-    if not datum.encoded:
+    """``(jpeg bytes, label, (C, H, W))`` of a serialized encoded ``Datum``; ValueError for anything else.
+
+    Reads the protobuf wire format of ``caffe.Datum`` directly (fields 1-5 and 7; others, such as
+    ``float_data``, are skipped), so readers need neither pycaffe nor its import time: the data workers
+    import only numpy, OpenCV and LMDB. ``make_datum`` writes with Caffe's own message class, and the tests
+    read those bytes back with both.
+    """
+    fields = {"channels": 0, "height": 0, "width": 0, "data": b"", "label": 0, "encoded": 0}
+    pos = 0
+    try:
+        while pos < len(value):
+            key, pos = _varint(value, pos)
+            number, wire = key >> 3, key & 7
+            if wire == _VARINT:
+                item, pos = _varint(value, pos)
+            elif wire == _BYTES:
+                size, pos = _varint(value, pos)
+                if pos + size > len(value):
+                    raise ValueError(f"field {number} runs past the end")
+                item, pos = value[pos:pos + size], pos + size
+            elif wire in (_FIXED64, _FIXED32):
+                pos += 8 if wire == _FIXED64 else 4
+                item = None
+            else:
+                raise ValueError(f"wire type {wire} at byte {pos}")
+            name = _DATUM_FIELDS.get(number)
+            if name is not None:
+                if (wire == _BYTES) != (name == "data") or wire not in (_VARINT, _BYTES):
+                    raise ValueError(f"field {number} ({name}) has wire type {wire}")
+                fields[name] = item
+        if pos != len(value):
+            raise ValueError("a field runs past the end")
+    except ValueError as error:
+        raise ValueError(f"a value of {len(value)} bytes that is not a serialized caffe.Datum ({error})") from None
+    if not fields["encoded"]:
         raise ValueError("Datum is not encoded (expected JPEG bytes with encoded = true)")
-    return datum.data, datum.label, (datum.channels, datum.height, datum.width)
+    label = fields["label"] - (1 << 64) if fields["label"] >= 1 << 63 else fields["label"]   # int32 is sign-extended
+    return bytes(fields["data"]), label, (fields["channels"], fields["height"], fields["width"])
 
 
 def decode_image(jpeg: bytes, modality: str) -> np.ndarray:

@@ -113,9 +113,14 @@ class FlowAmplifyLayer : public Layer<Dtype> {
   // (src x dst), dense, with the non-zero column range [begin, end) per row.
   Blob<Dtype> wy_, wy_t_, wx_, wx_t_;
   Blob<int> wy_range_, wy_t_range_, wx_range_, wx_t_range_;
+  int gate_rows_;  // the most source rows one gate row reads (wy's ranges)
+  // CPU only (the GPU makes the gate in one pass over the source and goes
+  // back to it in one pass too):
   Blob<Dtype> magnitude_;  // N x 1 x H' x W' (clipped); diff: its gradient
   Blob<Dtype> resized_x_;  // N x 1 x H' x W, magnitude resized along x
   Blob<Dtype> gate_;       // N x 1 x H x W; diff: dE/dgate
+  // GPU only: dE/dgate summed over each group of channels, G x N x H x W.
+  Blob<Dtype> gate_partials_;
   Blob<Dtype> gate_mean_;  // N, the mean of the gate before normalisation
   Blob<Dtype> dot_;        // N, per-sample sum of dE/dgate * gate (MEAN)
   Blob<Dtype> feat_copy_;  // x, kept only for in-place use

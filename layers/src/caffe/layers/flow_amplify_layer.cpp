@@ -249,6 +249,11 @@ void FlowAmplifyLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
         &wy_t_, &wy_t_range_);
     SetUpAxis(source_width_, width_, area_shrinks, &wx_, &wx_range_,
         &wx_t_, &wx_t_range_);
+    const int* range = wy_range_.cpu_data();
+    gate_rows_ = 1;
+    for (int y = 0; y < height_; ++y) {
+      gate_rows_ = std::max(gate_rows_, range[2 * y + 1] - range[2 * y]);
+    }
   }
   if (!in_place_) {
     top[0]->ReshapeLike(*bottom[0]);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -19,7 +20,78 @@ inline Dtype ActivationGrad(Dtype z, bool relu) {
   return (!relu || z > 0) ? Dtype(1) : Dtype(0);
 }
 
+// The same call on the CPU (Caffe's BLAS) or the GPU (cuBLAS on Caffe's
+// handle, so its math mode: strict FP32 unless Caffe allows TF32).
+template <typename Dtype>
+void Gemm(bool gpu, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b,
+    int M, int N, int K, Dtype alpha, const Dtype* A, const Dtype* B,
+    Dtype beta, Dtype* C) {
+#ifndef CPU_ONLY
+  if (gpu) {
+    caffe_gpu_gemm<Dtype>(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
+    return;
+  }
+#endif
+  caffe_cpu_gemm<Dtype>(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
+}
+
+// y += op(A) x, A: M x N.
+template <typename Dtype>
+void Gemv(bool gpu, CBLAS_TRANSPOSE trans_a, int M, int N, const Dtype* A,
+    const Dtype* x, Dtype* y) {
+#ifndef CPU_ONLY
+  if (gpu) {
+    caffe_gpu_gemv<Dtype>(trans_a, M, N, Dtype(1), A, x, Dtype(1), y);
+    return;
+  }
+#endif
+  caffe_cpu_gemv<Dtype>(trans_a, M, N, Dtype(1), A, x, Dtype(1), y);
+}
+
+template <typename Dtype>
+void SwapLeadingAxes(bool gpu, int A, int B, int L, const Dtype* in,
+    Dtype* out) {
+#ifndef CPU_ONLY
+  if (gpu) {
+    caffe_gpu_swap_leading_axes(A, B, L, in, out);
+    return;
+  }
+#endif
+  caffe_cpu_swap_leading_axes(A, B, L, in, out);
+}
+
+template <typename Dtype>
+const Dtype* DataOf(const Blob<Dtype>* blob, bool gpu) {
+  return gpu ? blob->gpu_data() : blob->cpu_data();
+}
+
+template <typename Dtype>
+Dtype* MutableDataOf(Blob<Dtype>* blob, bool gpu) {
+  return gpu ? blob->mutable_gpu_data() : blob->mutable_cpu_data();
+}
+
+template <typename Dtype>
+Dtype* MutableDiffOf(Blob<Dtype>* blob, bool gpu) {
+  return gpu ? blob->mutable_gpu_diff() : blob->mutable_cpu_diff();
+}
+
 }  // namespace
+
+template <typename Dtype>
+void caffe_cpu_swap_leading_axes(int A, int B, int L, const Dtype* in,
+    Dtype* out) {
+  for (int j = 0; j < B; ++j) {
+    for (int i = 0; i < A; ++i) {
+      caffe_copy(L, in + (static_cast<size_t>(i) * B + j) * L,
+                 out + (static_cast<size_t>(j) * A + i) * L);
+    }
+  }
+}
+
+template void caffe_cpu_swap_leading_axes<float>(int A, int B, int L,
+    const float* in, float* out);
+template void caffe_cpu_swap_leading_axes<double>(int A, int B, int L,
+    const double* in, double* out);
 
 template <typename Dtype>
 void MultiplicativeFusionLayer<Dtype>::LayerSetUp(
@@ -152,6 +224,11 @@ void MultiplicativeFusionLayer<Dtype>::Reshape(
         << "] " << bottom[s]->shape_string() << " has " << bottom[s]->shape(1)
         << " channels, but the layer was set up for " << channels_[s];
   }
+  for (int s = 0; s < num_streams_; ++s) {
+    CHECK(top[0] != bottom[s]) << name << ": the top must not be a bottom "
+        << "(in-place computation is not supported); bottom[" << s << "] is "
+        << bottom[s]->shape_string();
+  }
   num_ = bottom[0]->shape(0);
   spatial_dim_ = bottom[0]->count(2);
   vector<int> top_shape = bottom[0]->shape();
@@ -160,12 +237,148 @@ void MultiplicativeFusionLayer<Dtype>::Reshape(
     top_shape[2] = top_shape[3] = 1;
   }
   top[0]->Reshape(top_shape);
-  vector<int> projection_shape(3);
+  vector<int> projection_shape(2);  // N x K for 2-D bottoms
   projection_shape[0] = num_;
   projection_shape[1] = num_output_;
-  projection_shape[2] = spatial_dim_;
+  if (spatial_dim_ > 1) {  // K x N x HW
+    projection_shape[0] = num_output_;
+    projection_shape[1] = num_;
+    projection_shape.push_back(spatial_dim_);
+  }
+  int max_channels = 0;
   for (int s = 0; s < num_streams_; ++s) {
     projections_[s]->Reshape(projection_shape);
+    max_channels = std::max(max_channels, channels_[s]);
+  }
+  scratch_.Reshape(vector<int>(1, max_channels * num_ * spatial_dim_));
+  if (bias_learnable_) {  // the bias gradient: dz (K x N*HW) times ones
+    bias_multiplier_.Reshape(vector<int>(1, num_ * spatial_dim_));
+    caffe_set(bias_multiplier_.count(), Dtype(1),
+              bias_multiplier_.mutable_cpu_data());
+  }
+}
+
+template <typename Dtype>
+Dtype* MultiplicativeFusionLayer<Dtype>::OwnScratch(bool gpu) {
+  return MutableDataOf(&scratch_, gpu);
+}
+
+template <typename Dtype>
+Dtype* MultiplicativeFusionLayer<Dtype>::ForwardScratch(int s,
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top,
+    bool gpu) {
+  const int need = channels_[s] * num_ * spatial_dim_;
+  if (top[0]->count() >= need) {  // written by the fused product afterwards
+    return MutableDataOf(top[0], gpu);
+  }
+  for (int r = s + 1; r < num_streams_; ++r) {  // projected afterwards
+    if (projections_[r]->count() >= need) {
+      return MutableDataOf(projections_[r].get(), gpu);
+    }
+  }
+  return OwnScratch(gpu);
+}
+
+template <typename Dtype>
+Dtype* MultiplicativeFusionLayer<Dtype>::BackwardScratch(int s,
+    const vector<bool>& done, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom, bool gpu) {
+  const int need = channels_[s] * num_ * spatial_dim_;
+  for (int r = 0; r < num_streams_; ++r) {  // dz_r no longer needed
+    if (done[r] && projections_[r]->count() >= need) {
+      return MutableDataOf(projections_[r].get(), gpu);
+    }
+  }
+  for (int r = 0; r < num_streams_; ++r) {  // overwritten by dx_r afterwards
+    if (r != s && !done[r] && propagate_down[r] &&
+        bottom[r]->count() >= need && bottom[r]->diff() != bottom[s]->diff()) {
+      return MutableDiffOf(bottom[r], gpu);
+    }
+  }
+  return OwnScratch(gpu);
+}
+
+template <typename Dtype>
+void MultiplicativeFusionLayer<Dtype>::Project(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top,
+    bool gpu) {
+  const int K = num_output_;
+  const int HW = spatial_dim_;
+  for (int s = 0; s < num_streams_; ++s) {
+    const int C = channels_[s];
+    const Dtype* x = DataOf(bottom[s], gpu);
+    const Dtype* weight = DataOf(this->blobs_[weight_index(s)].get(), gpu);
+    Dtype* z = MutableDataOf(projections_[s].get(), gpu);
+    if (HW == 1) {  // z (N x K) = x (N x C) * W^T
+      Gemm(gpu, CblasNoTrans, CblasTrans, num_, K, C, Dtype(1), x, weight,
+           Dtype(0), z);
+    } else {  // z (K x N*HW) = W (K x C) * x (C x N*HW, a reordered copy)
+      Dtype* x_t = ForwardScratch(s, bottom, top, gpu);
+      SwapLeadingAxes(gpu, num_, C, HW, x, x_t);
+      Gemm(gpu, CblasNoTrans, CblasNoTrans, K, num_ * HW, C, Dtype(1), weight,
+           x_t, Dtype(0), z);
+    }
+  }
+}
+
+template <typename Dtype>
+void MultiplicativeFusionLayer<Dtype>::BackwardGemms(
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom,
+    bool gpu) {
+  const int K = num_output_;
+  const int HW = spatial_dim_;
+  const int NHW = num_ * HW;
+  // Streams without a bottom gradient first: their turn can borrow the
+  // diffs of the bottoms still to be written.
+  vector<int> order;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int s = 0; s < num_streams_; ++s) {
+      if (propagate_down[s] == (pass == 1)) order.push_back(s);
+    }
+  }
+  vector<bool> done(num_streams_, false);
+  for (int i = 0; i < num_streams_; ++i) {
+    const int s = order[i];
+    const int C = channels_[s];
+    const Dtype* dz = DataOf(projections_[s].get(), gpu);
+    const Dtype* x = DataOf(bottom[s], gpu);
+    if (this->param_propagate_down_[weight_index(s)]) {
+      Dtype* weight_diff =
+          MutableDiffOf(this->blobs_[weight_index(s)].get(), gpu);
+      if (HW == 1) {  // dW (K x C) += dz^T (K x N) * x (N x C)
+        Gemm(gpu, CblasTrans, CblasNoTrans, K, C, num_, Dtype(1), dz, x,
+             Dtype(1), weight_diff);
+      } else {  // dW (K x C) += dz (K x N*HW) * x^T (N*HW x C)
+        Dtype* x_t = BackwardScratch(s, done, propagate_down, bottom, gpu);
+        SwapLeadingAxes(gpu, num_, C, HW, x, x_t);
+        Gemm(gpu, CblasNoTrans, CblasTrans, K, C, NHW, Dtype(1), dz, x_t,
+             Dtype(1), weight_diff);
+      }
+    }
+    if (bias_learnable_ && this->param_propagate_down_[bias_index(s)]) {
+      // b_diff (K) += dz (K x N*HW) * ones, or dz^T (K x N) * ones
+      Dtype* bias_diff = MutableDiffOf(this->blobs_[bias_index(s)].get(), gpu);
+      const Dtype* ones = DataOf(&bias_multiplier_, gpu);
+      if (HW == 1) {
+        Gemv(gpu, CblasTrans, num_, K, dz, ones, bias_diff);
+      } else {
+        Gemv(gpu, CblasNoTrans, K, NHW, dz, ones, bias_diff);
+      }
+    }
+    if (propagate_down[s]) {
+      const Dtype* weight = DataOf(this->blobs_[weight_index(s)].get(), gpu);
+      Dtype* x_diff = MutableDiffOf(bottom[s], gpu);
+      if (HW == 1) {  // dx (N x C) = dz (N x K) * W (K x C)
+        Gemm(gpu, CblasNoTrans, CblasNoTrans, num_, C, K, Dtype(1), dz,
+             weight, Dtype(0), x_diff);
+      } else {  // dx (C x N*HW) = W^T (C x K) * dz (K x N*HW), reordered
+        Dtype* dx_t = BackwardScratch(s, done, propagate_down, bottom, gpu);
+        Gemm(gpu, CblasTrans, CblasNoTrans, C, NHW, K, Dtype(1), weight, dz,
+             Dtype(0), dx_t);
+        SwapLeadingAxes(gpu, C, num_, HW, dx_t, x_diff);
+      }
+    }
+    done[s] = true;
   }
 }
 
@@ -180,48 +393,40 @@ void MultiplicativeFusionLayer<Dtype>::BeginBackward() {
 template <typename Dtype>
 void MultiplicativeFusionLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  Project(bottom, top, false);
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   vector<const Dtype*> projection(num_streams_);
   vector<const Dtype*> bias(num_streams_, NULL);
   for (int s = 0; s < num_streams_; ++s) {
-    const int C = channels_[s];
-    const Dtype* x = bottom[s]->cpu_data();
-    const Dtype* weight = this->blobs_[weight_index(s)]->cpu_data();
-    Dtype* z = projections_[s]->mutable_cpu_data();
-    if (HW == 1) {  // z (N x K) = x (N x C) * W^T
-      caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, num_, K, C, Dtype(1),
-          x, weight, Dtype(0), z);
-    } else {  // z[n] (K x HW) = W (K x C) * x[n] (C x HW)
-      for (int n = 0; n < num_; ++n) {
-        caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, K, HW, C, Dtype(1),
-            weight, x + n * C * HW, Dtype(0), z + n * K * HW);
-      }
-    }
-    projection[s] = z;
+    projection[s] = projections_[s]->cpu_data();
     if (bias_learnable_) {
       bias[s] = this->blobs_[bias_index(s)]->cpu_data();
     }
   }
   Dtype* top_data = top[0]->mutable_cpu_data();
-  for (int nk = 0; nk < num_ * K; ++nk) {
-    const int k = nk % K;
-    Dtype sum = 0;
-    for (int hw = 0; hw < HW; ++hw) {
-      const int i = nk * HW + hw;
-      Dtype product = 1;
-      for (int s = 0; s < num_streams_; ++s) {
-        product *= Activate(projection[s][i] + (bias[s] ? bias[s][k]
-                                                        : bias_value_), relu_);
+  for (int n = 0; n < num_; ++n) {
+    for (int k = 0; k < K; ++k) {
+      const int nk = n * K + k;
+      Dtype sum = 0;
+      for (int hw = 0; hw < HW; ++hw) {
+        const int j = k * stride_k + n * stride_n + hw;  // in the projections
+        Dtype product = 1;
+        for (int s = 0; s < num_streams_; ++s) {
+          product *= Activate(projection[s][j] + (bias[s] ? bias[s][k]
+                                                          : bias_value_),
+                              relu_);
+        }
+        if (dot_) {
+          sum += product;
+        } else {
+          top_data[nk * HW + hw] = product;
+        }
       }
       if (dot_) {
-        sum += product;
-      } else {
-        top_data[i] = product;
+        top_data[nk] = sum;
       }
-    }
-    if (dot_) {
-      top_data[nk] = sum;
     }
   }
   projections_valid_ = true;
@@ -234,6 +439,7 @@ void MultiplicativeFusionLayer<Dtype>::Backward_cpu(
   BeginBackward();
   const int K = num_output_;
   const int HW = spatial_dim_;
+  const int stride_k = projection_stride_k(), stride_n = projection_stride_n();
   vector<Dtype*> projection(num_streams_);
   vector<const Dtype*> bias(num_streams_, NULL);
   for (int s = 0; s < num_streams_; ++s) {
@@ -246,58 +452,28 @@ void MultiplicativeFusionLayer<Dtype>::Backward_cpu(
   // product of the streams before s is carried along, the one after s is
   // recomputed from the projections not yet overwritten (no division).
   const Dtype* top_diff = top[0]->cpu_diff();
-  for (int i = 0; i < num_ * K * HW; ++i) {
-    const int k = (i / HW) % K;
-    Dtype before = dot_ ? top_diff[i / HW] : top_diff[i];
-    for (int s = 0; s < num_streams_; ++s) {
-      const Dtype z = projection[s][i] + (bias[s] ? bias[s][k] : bias_value_);
-      Dtype after = 1;
-      for (int r = s + 1; r < num_streams_; ++r) {
-        after *= Activate(projection[r][i] + (bias[r] ? bias[r][k]
-                                                      : bias_value_), relu_);
-      }
-      projection[s][i] = before * after * ActivationGrad(z, relu_);
-      before *= Activate(z, relu_);
-    }
-  }
-  for (int s = 0; s < num_streams_; ++s) {
-    const int C = channels_[s];
-    const Dtype* dz = projection[s];
-    const Dtype* x = bottom[s]->cpu_data();
-    if (this->param_propagate_down_[weight_index(s)]) {
-      Dtype* weight_diff = this->blobs_[weight_index(s)]->mutable_cpu_diff();
-      if (HW == 1) {  // dW (K x C) += dz^T (K x N) * x (N x C)
-        caffe_cpu_gemm<Dtype>(CblasTrans, CblasNoTrans, K, C, num_, Dtype(1),
-            dz, x, Dtype(1), weight_diff);
-      } else {  // dW += dz[n] (K x HW) * x[n]^T (HW x C)
-        for (int n = 0; n < num_; ++n) {
-          caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasTrans, K, C, HW, Dtype(1),
-              dz + n * K * HW, x + n * C * HW, Dtype(1), weight_diff);
-        }
-      }
-    }
-    if (bias_learnable_ && this->param_propagate_down_[bias_index(s)]) {
-      Dtype* bias_diff = this->blobs_[bias_index(s)]->mutable_cpu_diff();
-      for (int nk = 0; nk < num_ * K; ++nk) {
-        for (int hw = 0; hw < HW; ++hw) {
-          bias_diff[nk % K] += dz[nk * HW + hw];
-        }
-      }
-    }
-    if (propagate_down[s]) {
-      const Dtype* weight = this->blobs_[weight_index(s)]->cpu_data();
-      Dtype* x_diff = bottom[s]->mutable_cpu_diff();
-      if (HW == 1) {  // dx (N x C) = dz (N x K) * W (K x C)
-        caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, num_, C, K, Dtype(1),
-            dz, weight, Dtype(0), x_diff);
-      } else {  // dx[n] (C x HW) = W^T (C x K) * dz[n] (K x HW)
-        for (int n = 0; n < num_; ++n) {
-          caffe_cpu_gemm<Dtype>(CblasTrans, CblasNoTrans, C, HW, K, Dtype(1),
-              weight, dz + n * K * HW, Dtype(0), x_diff + n * C * HW);
+  for (int n = 0; n < num_; ++n) {
+    for (int k = 0; k < K; ++k) {
+      const int nk = n * K + k;
+      for (int hw = 0; hw < HW; ++hw) {
+        const int j = k * stride_k + n * stride_n + hw;  // in the projections
+        Dtype before = dot_ ? top_diff[nk] : top_diff[nk * HW + hw];
+        for (int s = 0; s < num_streams_; ++s) {
+          const Dtype z =
+              projection[s][j] + (bias[s] ? bias[s][k] : bias_value_);
+          Dtype after = 1;
+          for (int r = s + 1; r < num_streams_; ++r) {
+            after *= Activate(projection[r][j] + (bias[r] ? bias[r][k]
+                                                          : bias_value_),
+                              relu_);
+          }
+          projection[s][j] = before * after * ActivationGrad(z, relu_);
+          before *= Activate(z, relu_);
         }
       }
     }
   }
+  BackwardGemms(propagate_down, bottom, false);
 }
 
 #ifdef CPU_ONLY

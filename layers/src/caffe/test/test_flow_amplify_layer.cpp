@@ -1,4 +1,5 @@
 // mfuse: tests of FlowAmplifyLayer (CPU and GPU, float and double).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -85,6 +86,49 @@ class FlowAmplifyLayerTest : public MultiDeviceTest<TypeParam> {
     FlowAmplifyLayer<Dtype> layer(param);
     GradientChecker<Dtype> checker(1e-2, 1e-2);
     checker.CheckGradientExhaustive(&layer, blob_bottom_vec_, blob_top_vec_);
+  }
+
+  // Forward and Backward (to both bottoms) once on the CPU, once on the
+  // GPU, from the same inputs and top diff: the GPU kernels' top and both
+  // bottom diffs must match the CPU's (the gradient-checked reference) to
+  // rounding. A no-op in the CPU instantiations.
+  void CheckGpuMatchesCpu(const LayerParameter& param) {
+#ifndef CPU_ONLY
+    if (TypeParam::device != Caffe::GPU) return;
+    FlowAmplifyLayer<Dtype> layer(param);
+    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    Blob<Dtype> top_diff;
+    top_diff.ReshapeLike(*top_);
+    FillerParameter gaussian;
+    GaussianFiller<Dtype>(gaussian).Fill(&top_diff);
+    const vector<bool> both(2, true);
+    vector<vector<Dtype> > results[2];
+    for (int device = 0; device < 2; ++device) {
+      Caffe::set_mode(device ? Caffe::GPU : Caffe::CPU);
+      caffe_set(feat_->count(), Dtype(7), feat_->mutable_cpu_diff());
+      caffe_set(source_->count(), Dtype(7), source_->mutable_cpu_diff());
+      layer.Forward(blob_bottom_vec_, blob_top_vec_);
+      caffe_copy(top_diff.count(), top_diff.cpu_data(),
+          top_->mutable_cpu_diff());
+      layer.Backward(blob_top_vec_, both, blob_bottom_vec_);
+      const Blob<Dtype>* outputs[] = {top_, feat_, source_};
+      for (int i = 0; i < 3; ++i) {
+        const Dtype* v = i ? outputs[i]->cpu_diff() : outputs[i]->cpu_data();
+        results[device].push_back(vector<Dtype>(v, v + outputs[i]->count()));
+      }
+    }
+    const char* names[] = {"top", "feature diff", "source diff"};
+    for (int i = 0; i < 3; ++i) {
+      Dtype scale = 0;
+      for (int j = 0; j < results[0][i].size(); ++j) {
+        scale = std::max(scale, std::abs(results[0][i][j]));
+      }
+      for (int j = 0; j < results[0][i].size(); ++j) {
+        ASSERT_NEAR(results[1][i][j], results[0][i][j], 1e-5 * scale)
+            << names[i] << " " << j;
+      }
+    }
+#endif
   }
 
   Blob<Dtype>* const feat_;
@@ -289,6 +333,38 @@ TYPED_TEST(FlowAmplifyLayerTest, TestGradientBilinearMeanFlow) {
   amp->set_normalize(FlowAmplifyParameter_Normalization_MEAN);
   amp->set_scale(2);
   this->CheckGradient(param);
+}
+
+// The GPU kernels' less common paths against the CPU: a gate built from
+// several staged tiles (source rows and columns) and column chunks, planes not
+// a multiple of 4 (scalar accesses), several channel groups for the gate
+// gradient, MEAN normalisation, in-place use.
+TYPED_TEST(FlowAmplifyLayerTest, TestGpuMatchesCpuLargeSource) {
+  this->Fill(2, 3, 3, 200, 2, 40, 1100, -3, 3);
+  LayerParameter param;
+  param.mutable_flow_amplify_param()->set_clip_max(2.5);
+  this->CheckGpuMatchesCpu(param);
+}
+
+TYPED_TEST(FlowAmplifyLayerTest, TestGpuMatchesCpuWideFeatures) {
+  this->Fill(1, 2, 2, 600, 1, 5, 700);
+  LayerParameter param;
+  this->CheckGpuMatchesCpu(param);
+}
+
+TYPED_TEST(FlowAmplifyLayerTest, TestGpuMatchesCpuManyChannelsOddPlane) {
+  this->Fill(3, 250, 3, 3, 2, 7, 8, -2, 2);
+  LayerParameter param;
+  FlowAmplifyParameter* amp = param.mutable_flow_amplify_param();
+  amp->set_resize(FlowAmplifyParameter_ResizeMethod_BILINEAR);
+  amp->set_normalize(FlowAmplifyParameter_Normalization_MEAN);
+  this->CheckGpuMatchesCpu(param);
+}
+
+TYPED_TEST(FlowAmplifyLayerTest, TestGpuMatchesCpuManyChannelsVector) {
+  this->Fill(5, 300, 4, 4, 1, 16, 16, 0, 20);
+  LayerParameter param;
+  this->CheckGpuMatchesCpu(param);
 }
 
 // Bad input: CHECK failures that name the layer, the rule and both shapes.

@@ -18,7 +18,8 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
   typedef typename TypeParam::Dtype Dtype;
 
  protected:
-  MultiplicativeFusionLayerTest() : blob_top_(new Blob<Dtype>()) {
+  MultiplicativeFusionLayerTest()
+      : height_(2), width_(3), blob_top_(new Blob<Dtype>()) {
     Caffe::set_random_seed(1701);
     blob_top_vec_.push_back(blob_top_);
   }
@@ -29,15 +30,16 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
     delete blob_top_;
   }
 
-  /// Streams of channels {3, 4, 2} (the first num_streams), N = 2, H x W =
-  /// 2 x 3 (spatial) or none (2-D); Gaussian values, or for ReLU tests values
-  /// in [0.3, 1] (see KinkFreeWeights).
+  /// Streams of channels {3, 4, 2, 3, 2} (the first num_streams), N = 2,
+  /// H x W = height_ x width_ (spatial, 2 x 3 unless a test changes it) or
+  /// none (2-D); Gaussian values, or for ReLU tests values in [0.3, 1] (see
+  /// KinkFreeWeights).
   void MakeBottoms(int num_streams, bool spatial, bool positive = false) {
     for (int i = 0; i < bottoms_.size(); ++i) {
       delete bottoms_[i];
     }
     bottoms_.clear();
-    const int channels[] = {3, 4, 2};
+    const int channels[] = {3, 4, 2, 3, 2};
     FillerParameter filler_param;
     filler_param.set_std(1);
     filler_param.set_min(0.3);
@@ -49,8 +51,8 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
       shape.push_back(2);
       shape.push_back(channels[s]);
       if (spatial) {
-        shape.push_back(2);
-        shape.push_back(3);
+        shape.push_back(height_);
+        shape.push_back(width_);
       }
       Blob<Dtype>* blob = new Blob<Dtype>(shape);
       if (positive) {
@@ -68,7 +70,8 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
   /// differences of step 1e-2 never cross it). Output 0 is positive in every
   /// stream (the gradient flows), outputs 1 and 2 are cut by one stream each.
   void KinkFreeWeights(Layer<Dtype>* layer, bool learnable) {
-    const int sign[3][3] = {{1, 1, -1}, {1, -1, 1}, {1, 1, 1}};
+    const int sign[5][3] = {{1, 1, -1}, {1, -1, 1}, {1, 1, 1}, {1, 1, 1},
+                            {1, -1, 1}};
     FillerParameter filler_param;
     filler_param.set_min(0.3);
     filler_param.set_max(0.9);
@@ -176,6 +179,55 @@ class MultiplicativeFusionLayerTest : public MultiDeviceTest<TypeParam> {
     }
   }
 
+  /// Forward, then Backward with the given propagate_down (weight diffs
+  /// zeroed first, bottom diffs poisoned), in the given mode: the top, the
+  /// diffs of the bottoms that propagate, the weight diffs.
+  vector<vector<Dtype> > Run(MultiplicativeFusionLayer<Dtype>* layer,
+      const Blob<Dtype>& top_diff, const vector<bool>& propagate_down,
+      Caffe::Brew mode) {
+    Caffe::set_mode(mode);
+    for (int i = 0; i < bottoms_.size(); ++i) {
+      caffe_set(bottoms_[i]->count(), Dtype(7),
+                bottoms_[i]->mutable_cpu_diff());
+    }
+    for (int i = 0; i < layer->blobs().size(); ++i) {
+      caffe_set(layer->blobs()[i]->count(), Dtype(0),
+                layer->blobs()[i]->mutable_cpu_diff());
+    }
+    layer->Forward(bottoms_, blob_top_vec_);
+    caffe_copy(top_diff.count(), top_diff.cpu_data(),
+               blob_top_->mutable_cpu_diff());
+    layer->Backward(blob_top_vec_, propagate_down, bottoms_);
+    vector<vector<Dtype> > results(1, vector<Dtype>(blob_top_->cpu_data(),
+        blob_top_->cpu_data() + blob_top_->count()));
+    for (int i = 0; i < bottoms_.size(); ++i) {
+      if (propagate_down[i]) {
+        results.push_back(vector<Dtype>(bottoms_[i]->cpu_diff(),
+            bottoms_[i]->cpu_diff() + bottoms_[i]->count()));
+      }
+    }
+    for (int i = 0; i < layer->blobs().size(); ++i) {
+      const Blob<Dtype>& blob = *layer->blobs()[i];
+      results.push_back(vector<Dtype>(blob.cpu_diff(),
+          blob.cpu_diff() + blob.count()));
+    }
+    return results;
+  }
+
+  static void ExpectClose(const vector<vector<Dtype> >& actual,
+      const vector<vector<Dtype> >& expected) {
+    ASSERT_EQ(actual.size(), expected.size());
+    for (int i = 0; i < expected.size(); ++i) {
+      ASSERT_EQ(actual[i].size(), expected[i].size()) << "result " << i;
+      for (int j = 0; j < expected[i].size(); ++j) {
+        EXPECT_NEAR(actual[i][j], expected[i][j],
+                    1e-5 * (1 + std::fabs(expected[i][j])))
+            << "result " << i << ", element " << j;
+      }
+    }
+  }
+
+  int height_, width_;
   vector<Blob<Dtype>*> bottoms_;
   Blob<Dtype>* const blob_top_;
   vector<Blob<Dtype>*> blob_top_vec_;
@@ -288,12 +340,79 @@ TYPED_TEST(MultiplicativeFusionLayerTest, TestGradient3Streams4D) {
   this->CheckAllModes(3, true);
 }
 
+// H x W = 2 x 4: the GPU kernels' 16-byte accesses for float too.
+TYPED_TEST(MultiplicativeFusionLayerTest, TestGradient2Streams4DEvenPlane) {
+  this->width_ = 4;
+  this->CheckAllModes(2, true);
+}
+
+// More streams than the GPU's backward keeps in registers.
+TYPED_TEST(MultiplicativeFusionLayerTest, TestGradient5Streams2D) {
+  this->CheckAllModes(5, false);
+}
+
+// The scratch memory of the reordered copies: K below and above the C_s
+// (the top's data, the projection buffers, the bottoms' diffs or the layer's
+// own buffer), and every choice of bottom gradients (the streams without one
+// go first). Each run must give what the run with every gradient gives, and
+// the GPU what the CPU gives.
+TYPED_TEST(MultiplicativeFusionLayerTest, TestScratchChoicesAgree) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->width_ = 4;
+  this->MakeBottoms(2, true);
+  this->bottoms_[0]->Reshape(vector<int>{3, 5, 2, 4});
+  this->bottoms_[1]->Reshape(vector<int>{3, 7, 2, 4});
+  FillerParameter filler_param;
+  GaussianFiller<Dtype> gaussian(filler_param);
+  for (int s = 0; s < 2; ++s) gaussian.Fill(this->bottoms_[s]);
+  const int outputs[] = {6, 8};
+  for (int o = 0; o < 2; ++o) {
+    for (int relu = 0; relu < 2; ++relu) {
+      MultiplicativeFusionLayer<Dtype> layer(
+          this->FusionParam(outputs[o], relu, false, true, 0.5));
+      layer.SetUp(this->bottoms_, this->blob_top_vec_);
+      Blob<Dtype> top_diff;
+      top_diff.ReshapeLike(*this->blob_top_);
+      gaussian.Fill(&top_diff);
+      const vector<vector<Dtype> > all = this->Run(&layer, top_diff,
+          vector<bool>(2, true), Caffe::CPU);
+      for (int mask = 0; mask < 4; ++mask) {
+        SCOPED_TRACE(::testing::Message() << "K " << outputs[o] << ", relu "
+            << relu << ", propagate_down " << (mask & 1) << (mask >> 1));
+        const vector<bool> propagate_down{(mask & 1) != 0, (mask & 2) != 0};
+        vector<vector<Dtype> > expected(1, all[0]);
+        for (int s = 0; s < 2; ++s) {
+          if (propagate_down[s]) expected.push_back(all[1 + s]);
+        }
+        expected.insert(expected.end(), all.begin() + 3, all.end());
+        this->ExpectClose(this->Run(&layer, top_diff, propagate_down,
+                                    TypeParam::device), expected);
+      }
+    }
+  }
+}
+
 TYPED_TEST(MultiplicativeFusionLayerTest, TestGradient2Streams2D) {
   this->CheckAllModes(2, false);
 }
 
 TYPED_TEST(MultiplicativeFusionLayerTest, TestGradient3Streams2D) {
   this->CheckAllModes(3, false);
+}
+
+// In-place use would overwrite a bottom the backward pass still needs.
+TEST(MultiplicativeFusionLayerDeathTest, InPlaceRefused) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  Caffe::set_mode(Caffe::CPU);
+  Blob<float> a(vector<int>{2, 3, 2, 3}), b(vector<int>{2, 4, 2, 3});
+  vector<Blob<float>*> bottom{&a, &b}, top{&b};
+  LayerParameter param;
+  param.set_name("fuse");
+  param.mutable_multiplicative_fusion_param()->set_num_output(4);
+  MultiplicativeFusionLayer<float> layer(param);
+  EXPECT_DEATH(layer.SetUp(bottom, top),
+      "fuse: the top must not be a bottom \\(in-place computation is not "
+      "supported\\); bottom\\[1\\] is 2 4 2 3 \\(48\\)");
 }
 
 }  // namespace caffe
