@@ -43,6 +43,8 @@ elapsed() { echo $(( $(date +%s) - STARTED )); }
 step() { echo; echo "=== [$(elapsed) s] $*"; }
 wanted() { [[ "$STEPS" == *",$1,"* ]]; }
 variant_of() { cat "$1/VARIANT" 2>/dev/null || echo cuda; }
+# Whether a bundle's build links cuDNN (its env.sh lists it; bundles older than the cuda = cuDNN default say cudnn).
+has_cudnn() { grep -q '^mfuse_nvidia_libs=".*cudnn' "$1/env.sh" 2>/dev/null || [ "$(variant_of "$1")" = cudnn ]; }
 
 write_env() {
   python3 - "$OUT_DIR/env.json" <<'EOF'
@@ -140,7 +142,7 @@ run_gtest() {
 run_gtests() {
   local ours='*FlowAmplify*/2.*:*FlowAmplify*/3.*:*MultiplicativeFusion*/2.*:*MultiplicativeFusion*/3.*'
   : >"$OUT_DIR/gtest.log"
-  if [ "$(variant_of "$BUNDLE")" = cudnn ]; then
+  if has_cudnn "$BUNDLE"; then
     run_gtest 150 cudnn "CuDNN*:NetTest/2.*:NetTest/3.*:$ours"
     run_gtest 90 cudnn_heuristic_2streams "CuDNN*" MFUSE_CUDNN_ALGO=heuristic MFUSE_CUDNN_STREAMS=2
   else
@@ -194,7 +196,7 @@ run_caffe_nets() {
   fi
   caffe_nets "$BUNDLE" fp32 "${ONLY[@]}" --env MFUSE_TF32=0
   caffe_nets "$BUNDLE" tf32 "${ONLY[@]}" --env MFUSE_TF32=1
-  if [ "$(variant_of "$BUNDLE")" = cudnn ]; then
+  if has_cudnn "$BUNDLE"; then
     caffe_nets "$BUNDLE" fp32_heuristic --no-caffe-time "${ONLY[@]}" --env MFUSE_CUDNN_ALGO=heuristic
     caffe_nets "$BUNDLE" tf32_heuristic --no-caffe-time "${ONLY[@]}" --env MFUSE_TF32=1 \
       --env MFUSE_CUDNN_ALGO=heuristic
@@ -221,7 +223,7 @@ main() {
     run_gtests
   fi
 
-  if wanted bad && [ "$(variant_of "$BUNDLE")" = cudnn ]; then
+  if wanted bad && has_cudnn "$BUNDLE"; then
     step "bad settings"
     run_bad_settings
   fi

@@ -91,3 +91,25 @@ def test_a_root_without_its_library_stops_with_one_line(tmp_path, var):
     assert result.returncode != 0
     header = "nccl.h" if var == "NCCL_ROOT" else "cudnn.h"
     assert result.stderr.strip().splitlines()[-1] == f"test: ERROR: {var}={empty} has no include/{header} and lib/lib{header[:-2]}.so*"
+
+
+def test_a_build_that_a_checkout_links_to_is_in_use(tmp_path):
+    """The cache is shared by every checkout: cleanup must spare a build a venv link still points to."""
+    build, other = tmp_path / "fork-cpu-aaaa", tmp_path / "fork-cpu-bbbb"
+    build.mkdir()
+    other.mkdir()
+    link = tmp_path / "venv" / "mfuse-fork-cpu"
+    link.parent.mkdir()
+    link.symlink_to(build)
+    (tmp_path / "fork-cpu-aaaa.users").mkdir()
+    (tmp_path / "fork-cpu-aaaa.users" / "user1").symlink_to(link)
+
+    def in_use(path):
+        script = f"REPO={REPO}; LOG_TAG=test; source {REPO}/tools/lib/build.sh; build_in_use {path}"
+        return subprocess.run(["bash", "-c", script], timeout=60).returncode == 0
+
+    assert in_use(build)
+    assert not in_use(other)  # no users recorded
+    link.unlink()
+    link.symlink_to(other)  # the checkout moved on to another build
+    assert not in_use(build)

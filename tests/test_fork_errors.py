@@ -220,3 +220,22 @@ def test_cmake_refuses_an_nccl_root_without_nccl(tmp_path):
     assert result.returncode != 0
     assert f"mfuse: MFUSE_WITH_NCCL=ON but no NCCL (include/nccl.h and lib/libnccl.so) in {empty}: set NCCL_ROOT" \
         in " ".join(result.stderr.split())
+
+
+CUDA_PYCAFFE = REPO / ".venv" / "mfuse-fork-cuda" / "install" / "lib" / "python3" / "dist-packages"
+
+
+@pytest.mark.skipif(not (CUDA_PYCAFFE / "caffe").is_dir(), reason="no CUDA variant built (tools/setup.sh without nvcc)")
+def test_cuda_build_has_nccl_and_a_whole_unique_id():
+    """The default CUDA variant links NCCL (when the toolkit has it) and NCCL.new_uid() gives all 128 bytes:
+    NCCL 2's ids are mostly zero bytes, which upstream cut off at the first. No GPU is needed for either."""
+    code = ("import caffe; assert caffe.has_nccl(), 'no NCCL in the CUDA build'; uid = caffe.NCCL.new_uid(); "
+            "print(len(uid), uid.count(0))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(CUDA_PYCAFFE), GLOG_minloglevel="2"))
+    if "no NCCL in the CUDA build" in result.stderr and not any(
+            Path(folder, "nccl.h").exists() for folder in ("/usr/local/cuda/include", "/usr/include")):
+        pytest.skip("no NCCL here (CUDA toolkit or /usr), so the CUDA variant has none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    length, zeros = map(int, result.stdout.split())
+    assert length == 128 and zeros > 0

@@ -75,7 +75,7 @@ venv_fork_variant() {
     "") ;;
     *) die "MFUSE_VENV_FORK must be cpu or cuda, got '$MFUSE_VENV_FORK'" ;;
   esac
-  if [ "$WITH_CUDA" = 1 ] && ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  if [ "$WITH_CUDA" = 1 ] && { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
     echo "$CUDA_VARIANT"
   else
     echo cpu
@@ -111,6 +111,7 @@ fi
 
 build_fork cpu 3/4 "$REPO/.venv/mfuse-fork-cpu" 8 "$(/usr/bin/python3 --version)" \
   -DMFUSE_PYTHON="$REPO/.venv/bin/python"
+link_fork_into_venv cpu 3/4
 if [ "$WITH_CUDA" = 1 ]; then
   cuda_features "$CUDA_VARIANT"
   stage 4/4 "fork ($CUDA_VARIANT): $CUDA_SUMMARY"
@@ -120,6 +121,6 @@ else
   stage 4/4 "fork (cuda): skipped (no nvcc + cuBLAS, or --no-cuda)"
 fi
 venv_variant="$(venv_fork_variant)" || exit 1
-link_fork_into_venv "$venv_variant" done
+[ "$venv_variant" = cpu ] || link_fork_into_venv "$venv_variant" 4/4
 "$REPO/.venv/bin/python" -c "import caffe" || die "import caffe fails in .venv after the build"
 stage done "ready: source .venv/bin/activate; caffe --version"

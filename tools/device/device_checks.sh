@@ -2,7 +2,8 @@
 # Runs inside a bundle made by tools/device/device_bundle.sh (as its run_device_checks.sh), on the GPU machine,
 # with the bundle at <repo>/.carry/device (or MFUSE_REPO set) and a Python 3.12 as python3 (or MFUSE_PYTHON):
 #   1. pycaffe in that Python: import, the layer list (mfuse's C++ layers and Python), GPU mode, NCCL
-#      (caffe.has_nccl(), a full 128-byte caffe.NCCL.new_uid()), and `caffe device_query`;
+#      (caffe.has_nccl(), a full 128-byte caffe.NCCL.new_uid(), a one-rank communicator driving 5 solver
+#      steps), and `caffe device_query`;
 #   2. the GPU pytests of mfuse's layers (C++ layer on GPU against CPU and the Python twins); a skip fails;
 #   3. `caffe train -gpu 0` of the tiny spatial net with mfuse's Python data layer on the bundle's data;
 #   4. the 25-frame x 10-crop test of the trained net, pycaffe on GPU.
@@ -32,6 +33,44 @@ assert caffe.has_nccl(), "this pycaffe was built without NCCL"
 uid = caffe.NCCL.new_uid()
 assert isinstance(uid, bytes) and len(uid) == 128, f"NCCL unique id of {len(uid)} bytes, expected 128"
 print(f"NCCL: caffe.NCCL present, new_uid() gives {len(uid)} bytes")
+EOF
+echo "=== NCCL through pycaffe: a one-rank communicator, broadcast, 5 solver steps with all-reduce"
+"$py" - "$work" <<'EOF' || fail "pycaffe NCCL"
+import sys
+from pathlib import Path
+
+import caffe
+
+work = Path(sys.argv[1])
+(work / "nccl_net.prototxt").write_text("""
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param { shape { dim: 8 dim: 4 } shape { dim: 8 }
+    data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+  inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+""")
+(work / "nccl_solver.prototxt").write_text(f"""
+net: "{work / 'nccl_net.prototxt'}"
+base_lr: 0.1
+lr_policy: "fixed"
+max_iter: 5
+snapshot_after_train: false
+solver_mode: GPU
+""")
+caffe.set_device(0)
+caffe.set_mode_gpu()
+caffe.set_solver_count(1)
+caffe.set_solver_rank(0)
+caffe.set_multiprocess(True)
+solver = caffe.get_solver(str(work / "nccl_solver.prototxt"))
+nccl = caffe.NCCL(solver, caffe.NCCL.new_uid())
+nccl.bcast()
+solver.add_callback(nccl)
+if solver.param.layer_wise_reduce:
+    solver.net.after_backward(nccl)
+solver.step(5)
+print(f"5 steps, loss {float(solver.net.blobs['loss'].data):.4f}, NCCL_NVLS_ENABLE={__import__('os').environ.get('NCCL_NVLS_ENABLE')}")
 EOF
 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' | grep -E "Device id|Major|Minor|Name|Total global" \
   || fail "caffe device_query"

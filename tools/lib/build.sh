@@ -94,8 +94,10 @@ cuda_features() {
 # given CMake arguments into <cache>/fork-VARIANT-<key>, where the key hashes every build input (upstream
 # sums, patches, overlay, CMake files, the arguments, compilers, the numpy pin, KEY_EXTRA). A build is reused
 # only when it holds the COMPLETE stamp; one key is built by one process at a time (flock); LINK points to
-# it; the KEEP newest builds of VARIANT are kept (never one that another process holds). FORK_CHECK, when set,
-# names a function run on the finished build (its directory as argument) before the stamp. Sets FORK_DIR.
+# it. Cleanup keeps the KEEP newest builds of VARIANT, and never deletes one that another process holds or
+# that a link still points to (each LINK is recorded in <build>.users/: the cache is shared by every
+# checkout). FORK_CHECK, when set, names a function run on the finished build (its directory as argument)
+# before the stamp. Sets FORK_DIR.
 build_fork() {
   local variant="$1" label="$2" link="$3" keep="$4" key_extra="$5" key dir lock_fd
   shift 5
@@ -142,10 +144,21 @@ build_fork() {
     stage "$label" "fork ($variant): built"
   fi
   ln -sfn "$dir" "$link"
+  mkdir -p "$dir.users"
+  ln -sfn "$link" "$dir.users/$(printf '%s' "$link" | sha256sum | cut -c1-16)"
   exec {lock_fd}>&-
   ls -dt "$CACHE"/fork-"$variant"-???????????????? 2>/dev/null | tail -n +"$((keep + 1))" | while read -r old; do
-    if flock -n "$old.lock" true 2>/dev/null; then rm -rf "$old" "$old.log" "$old.lock"; fi
+    build_in_use "$old" || ! flock -n "$old.lock" true 2>/dev/null || rm -rf "$old" "$old.log" "$old.lock" "$old.users"
   done
+}
+
+# build_in_use DIR: whether a link recorded in DIR.users/ (a checkout's .venv/mfuse-fork-*) still points to DIR.
+build_in_use() {
+  local user
+  for user in "$1.users"/*; do
+    [ -L "$user" ] && [ "$(readlink -f "$user")" = "$(readlink -f "$1")" ] && return 0
+  done
+  return 1
 }
 
 # nvidia_libs_of LIBRARY: which of cuDNN and NCCL it links, as "cudnn nccl" (the bundles leave both to the GPU
