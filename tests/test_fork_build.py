@@ -98,6 +98,44 @@ def test_caffe_train_on_dummy_data_lowers_the_loss(tmp_path):
     assert (tmp_path / "snap_iter_20.caffemodel").exists()
 
 
+def dropout_masks(tmp_path, rank, count, iterations=3):
+    """The dropout masks (kept units) of ``iterations`` solver steps as rank ``rank`` of ``count`` solvers."""
+    n = caffe.NetSpec()
+    n.data, n.label = L.DummyData(shape=[dict(dim=[4, 64]), dict(dim=[4])],
+                                  data_filler=[dict(type="constant", value=1), dict(type="constant", value=0)], ntop=2)
+    n.drop = L.Dropout(n.data, dropout_ratio=0.5)
+    n.fc = L.InnerProduct(n.drop, num_output=2, weight_filler=dict(type="constant", value=0.1))
+    n.loss = L.SoftmaxWithLoss(n.fc, n.label)
+    folder = tmp_path / f"rank{rank}of{count}"
+    folder.mkdir(exist_ok=True)
+    (folder / "net.prototxt").write_text(str(n.to_proto()))
+    caffe.set_solver_count(count)
+    caffe.set_solver_rank(rank)
+    try:
+        solver = caffe.SGDSolver(str(write_solver(folder, folder / "net.prototxt", max_iter=iterations)))
+        masks = []
+        for _ in range(iterations):
+            solver.step(1)
+            masks.append(solver.net.blobs["drop"].data != 0)
+        return np.array(masks)
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+
+
+def test_each_rank_draws_its_own_dropout_masks_and_reruns_repeat_them(tmp_path):
+    # Patch 0008 reseeds Caffe's RNG every iteration (exact resume); with random_seed + iter * count + rank each
+    # rank of a multi-GPU run keeps its own stream, as upstream's per-rank seed in Solver::Init meant.
+    caffe.set_mode_cpu()
+    single = dropout_masks(tmp_path, 0, 1)
+    np.testing.assert_array_equal(single, dropout_masks(tmp_path, 0, 1))
+    rank0, rank1 = dropout_masks(tmp_path, 0, 2), dropout_masks(tmp_path, 1, 2)
+    assert 0.3 < rank0.mean() < 0.7 and 0.3 < rank1.mean() < 0.7
+    for step in range(len(rank0)):
+        assert not np.array_equal(rank0[step], rank1[step]), step
+    assert not any(np.array_equal(a, b) for a in rank0 for b in rank1)
+
+
 PY_LAYER = '''
 import caffe
 
