@@ -83,13 +83,13 @@ def test_test_net_and_fuse_scores_clis(quick_run, tmp_path):
     config, _ = quick_run
     seed = config.out / "seed1"
     outputs = {}
-    for net, crop_size in (("spatial", ["--crop-size", 48]), ("temporal", [])):  # default: the net's 48
+    for net, crop_size in (("spatial", ["--crop-size", 64]), ("temporal", [])):  # default: the net's 64
         out = tmp_path / f"{net}.npz"
         report = run_tool(TOOLS / "test_net.py", "--deploy", seed / "prototxt" / f"{net}_deploy.prototxt",
                           "--weights", seed / "runs" / net / "snap_iter_6.caffemodel", "--data", config.out / "data",
                           "--out", out, "--frames", 2, "--crops", "center", *crop_size)
         scores = load_scores(out)
-        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 48
+        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 64
         assert report["accuracy"] == pytest.approx(evaluate(scores).accuracy)
         outputs[net] = out
     fused = run_tool(TOOLS / "fuse_scores.py", f"spatial={outputs['spatial']}", f"temporal={outputs['temporal']}",
@@ -109,7 +109,7 @@ def test_evaluation_checkpoints_into_a_new_folder_and_resumes(quick_run, tmp_pat
     net = caffe.Net(str(seed / "prototxt" / "spatial_deploy.prototxt"),
                     str(seed / "runs" / "spatial" / "snap_iter_6.caffemodel"), caffe.TEST)
     stores = {"rgb": open_frame_store(config.out / "data", 1, "test", "rgb")}
-    protocol = Protocol(frames=2, crop_mode="center", crop_size=48)
+    protocol = Protocol(frames=2, crop_mode="center", crop_size=64)
     out = tmp_path / "new" / "folder" / "spatial.npz"
     meta = {"split": 1, "subset": "test"}
     whole = evaluate_net(net, stores, out, meta, protocol, checkpoint_every=1, progress=False)

@@ -18,6 +18,8 @@ from mfuse.reports.plots import (AmplificationExample, FusionExample, plot_ampli
                                  plot_training_curves)
 from mfuse.reports.tables import Result, TableSpec, build_table, write_table
 from mfuse.reports.train_log import read_train_log
+from mfuse.synthetic import ceiling, loss_floor
+from mfuse.demo.mechanism import pair_accuracies
 
 #: Row labels of the table, by score-set name (nets and late fusions).
 ROWS = {"spatial": "S", "spatial_amp": "S (amp)", "temporal": "T", "baseline_a": "baseline A",
@@ -33,6 +35,14 @@ CLAIMS = (("feature amplification (Table 1)", "spatial", "spatial_amp"),
           ("m-fusion fc7 vs late averaging S+T", "S+T", "mfuse_fc7"),
           ("final 2:3:4 fusion vs S (amp) + T (Table 3)", "Samp+T", "final_conv5"))
 NUM_EXAMPLES = 4
+#: Rows with a designed ceiling: row name -> model kind of ``mfuse.synthetic.SEPARABLE``.
+CEILING_KINDS = {"spatial": "spatial", "temporal": "temporal", "spatial_amp": "spatial_amp", "S+T": "S+T",
+                 "Samp+T": "Samp+T", "mfuse_conv5": "fusion", "mfuse_fc7": "fusion"}
+#: Nets whose final training loss is set against chance and the designed floor: net -> model kind.
+LOSS_KINDS = {"spatial": "spatial", "spatial_amp": "spatial_amp", "temporal": "temporal", "baseline_a": "fusion",
+              "baseline_b": "fusion", "mfuse_conv5": "fusion", "mfuse_fc7": "fusion"}
+#: The late and multiplicative fusions compared on the binding pairs.
+BINDING_ROWS = ("S+T", "Samp+T", "mfuse_conv5", "mfuse_fc7")
 
 
 def synthetic_table_spec(split: int) -> TableSpec:
@@ -72,6 +82,79 @@ def claim_lines(acc: Mapping[str, list[float]]) -> list[str]:
     return lines
 
 
+def _mean_std(values: Sequence[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" if len(values) > 1 else f"{values.mean():.1f}"
+
+
+def ceiling_lines(acc: Mapping[str, list[float]]) -> list[str]:
+    """A table: accuracy against the ceiling the dataset was designed with, per model kind."""
+    lines = ["| model | accuracy (%) | designed ceiling (%) | share of the ceiling |", "|---|---|---|---|"]
+    for row, kind in CEILING_KINDS.items():
+        values = 100 * np.asarray(acc[row])
+        lines.append(f"| {ROWS[row]} | {_mean_std(values)} | {100 * ceiling(kind):.1f} | "
+                     f"{values.mean() / (100 * ceiling(kind)):.0%} |")
+    return lines
+
+
+def loss_lines(losses: Mapping[str, Sequence[float]], num_classes: int) -> list[str]:
+    """A table: final training loss (mean over seeds) against chance and the designed floor."""
+    lines = [f"| net | final training loss | chance (ln {num_classes}) | designed floor |", "|---|---|---|---|"]
+    for net, kind in LOSS_KINDS.items():
+        if net in losses:
+            lines.append(f"| {ROWS[net]} | {np.mean(losses[net]):.2f} | {np.log(num_classes):.2f} | "
+                         f"{loss_floor(kind):.2f} |")
+    return lines
+
+
+def binding_lines(per_seed: Mapping[int, Mapping[str, ScoreSet]], classes: Sequence[str]) -> list[str]:
+    """A table: per-class accuracy (%, mean over seeds) on the binding pairs, late vs multiplicative fusion."""
+    per_class = {ROWS[name]: 100 * np.mean([per_class_accuracy(evaluate(scores[name]).confusion)
+                                            for scores in per_seed.values()], axis=0) for name in BINDING_ROWS}
+    lines = ["| binding pair | " + " | ".join(per_class) + " |", "|---|" + "---|" * len(per_class)]
+    for a, b, values in pair_accuracies(per_class, classes):
+        lines.append(f"| {a} / {b} | " + " | ".join(f"{va:.0f} / {vb:.0f}" for va, vb in values.values()) + " |")
+    return lines
+
+
+def gate_lines(gate: Mapping[str, float]) -> list[str]:
+    """A table: the amplification gate on moving discs vs background (``mechanism.GateContrast`` fields)."""
+    grid = gate["grid"]
+    return ["| where | mean gate on moving discs | mean gate on the background | contrast |", "|---|---|---|---|",
+            f"| frames ({gate['frames']} test flow images) | {gate['moving']:.2f} | {gate['background']:.2f} | "
+            f"{gate['moving'] / gate['background']:.2f} |",
+            f"| {grid}x{grid} conv5 grid (centre crop) | {gate['grid_moving']:.2f} | {gate['grid_background']:.2f} | "
+            f"{gate['grid_moving'] / gate['grid_background']:.2f} |"]
+
+
+def timing_lines(timings: Mapping[str, float]) -> list[str]:
+    """A table: minutes per stage when it ran, the seeds' stages summed (``seed<k>/train/<net>``,
+    ``seed<k>/test/<net>``)."""
+    totals: dict[str, float] = {}
+    for stage, seconds in timings.items():
+        parts = stage.split("/")
+        if parts[0].startswith("seed") and len(parts) == 3:
+            stage = f"train {parts[2]}" if parts[1] == "train" else "test (every net)"
+        totals[stage] = totals.get(stage, 0.0) + seconds
+    lines = ["| stage | minutes (all seeds) |", "|---|---|"]
+    lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in totals.items()]
+    return lines + [f"| total | {sum(totals.values()) / 60:.1f} |"]
+
+
+def mechanism_lines(per_seed: Mapping[int, Mapping[str, ScoreSet]], classes: Sequence[str],
+                    acc: Mapping[str, list[float]], mechanism: Mapping) -> list[str]:
+    """The report's mechanism section (``mechanism``: ``gate``, ``losses``; see :func:`write_report`)."""
+    return ["## Mechanism check", "",
+            "Accuracy against what a perfect model of each kind reaches on this data (by design, "
+            "`mfuse.synthetic.SEPARABLE`):", "", *ceiling_lines(acc), "",
+            "Training loss (smoothed, last displayed iterations, mean over seeds) against chance and against the "
+            "lowest loss a perfect model of the kind reaches:", "", *loss_lines(mechanism["losses"], len(classes)),
+            "", "The amplification gate `1 + magnitude` on the test videos, from the generator's disc masks (moving "
+            "discs vs pixels with no disc):", "", *gate_lines(mechanism["gate"]), "",
+            "Per-class accuracy (%) on the binding pairs (same discs, same motions, only which disc does what "
+            "differs), mean over seeds:", "", *binding_lines(per_seed, classes), ""]
+
+
 def example_videos(scores: ScoreSet, count: int = NUM_EXAMPLES) -> list[str]:
     """Up to ``count`` video ids spread over the sorted ids of ``scores`` (the Figure 3/4 examples)."""
     order = np.argsort([v for v in scores.video_ids])[:: max(1, len(scores) // count)][:count]
@@ -107,7 +190,8 @@ def write_pictures(scores: Mapping[str, ScoreSet], classes: Sequence[str],
 
 
 def write_report(out: Path, about: dict, per_seed: Mapping[int, Mapping[str, ScoreSet]], classes: Sequence[str],
-                 examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path]) -> Path:
+                 examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path],
+                 mechanism: Mapping | None = None) -> Path:
     """Writes the table (md/csv), ``results.json``, pictures and ``results.md`` into ``out``; returns results.md.
 
     Args:
@@ -117,6 +201,9 @@ def write_report(out: Path, about: dict, per_seed: Mapping[int, Mapping[str, Sco
         per_seed: ``{seed: {name: ScoreSet}}``, names among ``ROWS``.
         classes: class names in label order.
         examples, logs: the first seed's example images and training logs (see :func:`write_pictures`).
+        mechanism: the measurements of the mechanism check on the synthetic set, or None: ``gate`` (the
+            fields of ``mfuse.synthetic.mechanism.GateContrast`` and ``grid``), ``losses`` (``{net: final
+            training loss per seed}``), ``timings`` (``{stage: seconds}``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,15 +217,21 @@ def write_report(out: Path, about: dict, per_seed: Mapping[int, Mapping[str, Sco
     first_seed = min(per_seed)
     pictures = write_pictures(per_seed[first_seed], classes, examples, logs, first_seed, out)
     num_test = len(next(iter(per_seed[first_seed].values())))
-    write_atomic(out / "results.json", json.dumps({"about": about, "accuracy": acc}, indent=2))
+    write_atomic(out / "results.json", json.dumps({"about": about, "accuracy": acc, "mechanism": mechanism},
+                                                  indent=2))
     max_iter = about["max_iter"]
     lines = ["# mfuse demo results", "",
              f"What this is: the paper's pipeline on SYNTHETIC data ({about['dataset']}; {about['config']}), the "
-             f"tiny backbone (not CNN-M/VGG19, no ImageNet initialisation), split {split} "
-             f"({num_test} test videos), {about['flow']} flow, {about['protocol']}, seeds {about['seeds']}"
+             f"tiny backbone (not CNN-M/VGG19; pretrained on a synthetic image task as the stand-in for ImageNet), "
+             f"split {split} ({num_test} test videos), {about['flow']} flow"
+             + (f" ({about['flow_subtract']} flow subtracted)" if "flow_subtract" in about else "")
+             + f", {about['protocol']}, seeds {about['seeds']}"
              + (f", every solver shortened to {max_iter} iterations (quick mode)" if max_iter else "")
              + ". The numbers say whether the pipeline works and how the methods compare on data designed to "
                "need both streams; they are not UCF101/HMDB51 results.", "",
              table.to_markdown(), "## The paper's claims on this data", *claim_lines(acc), "",
-             "## Pictures", *[f"- `{p.name}`" for p in pictures], ""]
+             *(mechanism_lines(per_seed, classes, acc, mechanism) if mechanism else []),
+             "## Pictures", *[f"- `{p.name}`" for p in pictures], "",
+             *(["## Time per stage", "", *timing_lines(mechanism["timings"]), ""]
+               if mechanism and mechanism.get("timings") else [])]
     return write_atomic(out / "results.md", "\n".join(lines))

@@ -74,6 +74,13 @@ TINY_FUSION = replace(TINY_SPATIAL, base_lr=1e-3, steps=(800,), max_iter=1000,
                             "for 2 CPU cores; at lr 1e-2 the multiplicative head diverged back to chance.") + _COMMON)
 
 
+#: Pretraining of the tiny backbone on the synthetic image task (mfuse.pretrain), the stand-in for ImageNet.
+TINY_PRETRAIN = Schedule(base_lr=5e-2, steps=(750,), max_iter=1000, batch=32, test_interval=250, test_iter=20,
+                         snapshot=1000, display=20,
+                         cite=("Tiny backbone pretraining on the synthetic image task (mfuse.pretrain): the stand-in",
+                               "for ImageNet pretraining; multistep SGD as the ImageNet models' training.") + _COMMON)
+
+
 def _field_comments(schedule: Schedule, batch_size: int, iter_size: int) -> dict:
     return {
         "base_lr": "starting learning rate",
