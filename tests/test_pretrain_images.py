@@ -65,7 +65,7 @@ def test_the_hue_category_is_the_object_colour():
 
 
 def test_textures_make_stripes_or_checks_on_the_object():
-    config = ImageTaskConfig(num_shapes=1, num_hues=1, size=(64, 64), radius=(0.35, 0.4))
+    config = ImageTaskConfig(num_shapes=1, num_hues=1, num_textures=len(TEXTURES), size=(64, 64), radius=(0.35, 0.4))
     spread = {}
     for texture in range(len(TEXTURES)):
         centres = [render_image(config, texture, i)[16:48, 16:48] for i in range(6)]

@@ -16,8 +16,8 @@ def test_the_net_is_the_backbone_with_an_imagenet_head():
 
 
 def test_the_classifier_has_the_backbone_s_filler_and_dropout_is_set():
-    proto = pretrain_net("tiny", 12, "train_lmdb", "val_lmdb", batch_size=8, dropout=0.3)
+    proto = pretrain_net("tiny", 12, "train_lmdb", "val_lmdb", batch_size=8, dropout=0.25)
     layers = {layer.name: layer for layer in proto.layer}
     assert layers[IMAGENET_CLASSIFIER].inner_product_param.weight_filler.type == "xavier"
     assert layers[IMAGENET_CLASSIFIER].inner_product_param.num_output == 12
-    assert [layers[name].dropout_param.dropout_ratio for name in ("drop6", "drop7")] == [0.3, 0.3]
+    assert [layers[name].dropout_param.dropout_ratio for name in ("drop6", "drop7")] == [0.25, 0.25]
