@@ -32,7 +32,7 @@ def test_layer_names_and_shapes_are_the_published_ones(load_net, name, published
 
 
 @pytest.mark.parametrize("name, crop, conv5, pool5", [("cnn_m_2048", 224, 13, 6), ("vgg19", 224, 14, 7),
-                                                      ("tiny", 48, 6, 3)])
+                                                      ("tiny", 64, 13, 6)])
 def test_spatial_sizes_match_caffe(load_net, name, crop, conv5, pool5):
     backbone = get_backbone(name)
     sizes = backbone.spatial_sizes(crop)
@@ -43,10 +43,23 @@ def test_spatial_sizes_match_caffe(load_net, name, crop, conv5, pool5):
         assert net.blobs[top].data.shape[2:] == (side, side), layer
 
 
-def test_tiny_backbone_has_the_cnn_m_structure():
+def test_tiny_backbone_has_the_cnn_m_names_and_grid():
     tiny, cnn_m = get_backbone("tiny"), get_backbone("cnn_m_2048")
     assert tiny.conv_names == cnn_m.conv_names and tiny.fc_names == cnn_m.fc_names
-    assert [(s.norm, s.pool is not None) for s in tiny.convs] == [(s.norm, s.pool is not None) for s in cnn_m.convs]
+    # CNN-M's LRNs; pool2 dropped so that its default 64 crop keeps CNN-M's 13 x 13 conv5 and 6 x 6 pool5
+    assert [s.norm for s in tiny.convs] == [s.norm for s in cnn_m.convs]
+    assert [s.pool.name for s in tiny.convs if s.pool] == ["pool1", "pool5"]
+    sizes, reference = tiny.spatial_sizes(tiny.crop_size), cnn_m.spatial_sizes(cnn_m.crop_size)
+    assert (sizes["conv5"], sizes["pool5"]) == (reference["conv5"], reference["pool5"]) == (13, 6)
+
+
+def test_classifier_filler_is_the_published_one_except_for_the_tiny_backbone(load_net):
+    assert get_backbone("cnn_m_2048").classifier_filler == dict(type="gaussian", std=0.01)
+    assert get_backbone("vgg19").classifier_filler == dict(type="gaussian", std=0.01)
+    for name, filler in (("cnn_m_2048", "gaussian"), ("tiny", "xavier")):
+        layer = next(layer for layer in spatial_net(name, 5, DeployInputs(batch_size=1)).layer
+                     if layer.name == "fc8_action")
+        assert layer.inner_product_param.weight_filler.type == filler
 
 
 def test_crop_too_small_is_refused():

@@ -64,7 +64,7 @@ def test_every_committed_deploy_net_loads(load_net, set_name, net):
     net_set = COMMITTED[set_name]
     path = COMMITTED_DIR / net_set.subdir / f"{net}_deploy.prototxt"
     loaded = load_net(path)
-    crop = 48 if set_name == "tiny" else 224
+    crop = 64 if set_name == "tiny" else 224
     assert loaded.blobs["prob"].data.shape == (10, NUM_CLASSES[set_name])
     if net in ("spatial", "spatial_amp", "baseline_a", "baseline_b", "mfuse_conv5", "mfuse_fc7"):
         assert loaded.blobs["data_rgb"].data.shape == (10, 3, crop, crop)
@@ -72,7 +72,7 @@ def test_every_committed_deploy_net_loads(load_net, set_name, net):
         assert loaded.blobs["data_flow"].data.shape == (10, 20, crop, crop)
     if net == "spatial_amp":
         assert loaded.blobs["data_mag"].data.shape == (10, 1, crop, crop)
-    pool5 = {"cnn_m_2048": 6, "vgg19": 7, "tiny": 3}[set_name]
+    pool5 = {"cnn_m_2048": 6, "vgg19": 7, "tiny": 6}[set_name]
     for tower in (("rgb_", "flow_") if net in ("baseline_a", "baseline_b", "mfuse_conv5", "mfuse_fc7") else ("",)):
         assert loaded.blobs[f"{tower}pool5"].data.shape[2:] == (pool5, pool5)
 

@@ -3,6 +3,7 @@ import caffe
 import numpy as np
 import pytest
 
+from mfuse.nets.backbones import get_backbone
 from mfuse.nets.fusion import Fusion, fusion_net
 from mfuse.nets.inputs import DeployInputs, DummyInputs, VideoData
 
@@ -55,8 +56,14 @@ def test_authors_relu_is_one_argument_away():
     assert _layer(proto, "mfuse").multiplicative_fusion_param.activation == caffe.params.MultiplicativeFusion.RELU
 
 
-@pytest.mark.parametrize("kind, fused_shape", [("baseline_a", (2, 64, 3, 3)), ("baseline_b", (2, 24, 3, 3)),
-                                               ("mfuse_conv5", (2, 24, 3, 3)), ("mfuse_fc7", (2, 24))])
+TINY = get_backbone("tiny")
+TINY_POOL5 = TINY.spatial_sizes(TINY.crop_size)["pool5"]
+TINY_FC7 = TINY.fcs[-1].num_output
+
+
+@pytest.mark.parametrize("kind, fused_shape", [("baseline_a", (2, 64, TINY_POOL5, TINY_POOL5)),
+                                               ("baseline_b", (2, 24, TINY_POOL5, TINY_POOL5)),
+                                               ("mfuse_conv5", (2, 24, TINY_POOL5, TINY_POOL5)), ("mfuse_fc7", (2, 24))])
 def test_tiny_fusion_shapes(load_net, kind, fused_shape):
     proto = fusion_net("tiny", "tiny", 8, DeployInputs(batch_size=2), Fusion(kind, num_output=24, head=(16, 16)))
     net = load_net(proto)
@@ -64,7 +71,7 @@ def test_tiny_fusion_shapes(load_net, kind, fused_shape):
     assert net.blobs[fused].data.shape == fused_shape
     assert net.blobs["prob"].data.shape == (2, 8)
     if kind.startswith("mfuse"):
-        channels = 64 if kind == "mfuse_fc7" else 32
+        channels = TINY_FC7 if kind == "mfuse_fc7" else 32
         expected = (24, channels) if kind == "mfuse_fc7" else (24, channels, 1, 1)
         assert [blob.data.shape for blob in net.params["mfuse"]] == [expected, expected]
 

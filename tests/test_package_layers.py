@@ -27,7 +27,7 @@ STAGES = (
     ("sampling", ("mfuse.sampling",)),
     ("layers", ("mfuse.layers",)),
     ("nets", ("mfuse.nets",)),
-    ("training", ("mfuse.training", "mfuse.surgery")),
+    ("training", ("mfuse.training", "mfuse.surgery", "mfuse.pretrain")),
     ("evaluation", ("mfuse.evaluation",)),
     ("reports", ("mfuse.reports",)),
     ("recipe", ("mfuse.recipe",)),

@@ -4,7 +4,7 @@ import pytest
 
 from dataprep_helpers import texture
 from mfuse.prep.flow import (ALGORITHMS, create_flow_function, dequantize_flow, flow_magnitude, pack_flow,
-                             quantize_flow, unpack_flow)
+                             quantize_flow, subtract_camera_motion, unpack_flow)
 
 
 def test_quantisation_follows_the_dense_flow_formula():
@@ -76,3 +76,63 @@ def test_flow_needs_two_gray_frames_of_one_size():
         flow(gray, np.zeros((16, 17), np.uint8))
     with pytest.raises(ValueError, match="two uint8 gray frames"):
         flow(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8))
+
+
+def _camera_and_object(camera, obj, seed=5, size=(72, 96), box=(28, 52, 36, 60)):
+    """Two frames: a textured scene translated by ``camera`` (dx, dy) and, on top of it, a textured square
+    (rows box[0]:box[1], columns box[2]:box[3] in the first frame) moved by ``camera + obj``. Also returns
+    the square's mask in the first frame."""
+    height, width = size
+    scene, patch = texture(height + 40, width + 40, seed), texture(box[1] - box[0], box[3] - box[2], seed + 1)
+
+    def frame(shift, square_shift):
+        out = scene[20 - shift[1]:20 - shift[1] + height, 20 - shift[0]:20 - shift[0] + width].copy()
+        r, c = box[0] + square_shift[1], box[2] + square_shift[0]
+        out[r:r + patch.shape[0], c:c + patch.shape[1]] = patch
+        return out
+
+    moved = (camera[0] + obj[0], camera[1] + obj[1])
+    mask = np.zeros(size, bool)
+    mask[box[0]:box[1], box[2]:box[3]] = True
+    return frame((0, 0), (0, 0)), frame(camera, moved), mask
+
+
+def _grow(mask, pixels):
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).astype(bool)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("method", ["mean", "median"])
+def test_camera_motion_compensation_leaves_the_object_motion(algorithm, method):
+    camera, obj = (3, -2), (-3, 4)
+    prev, nxt, mask = _camera_and_object(camera, obj)
+    raw = create_flow_function(algorithm)(prev, nxt)
+    inner = np.zeros_like(mask)
+    inner[8:-8, 8:-8] = True
+    background = inner & ~_grow(mask, 6)
+    core = ~_grow(~mask, 4)
+    np.testing.assert_allclose(np.median(raw[background], axis=0), camera, atol=0.3)  # the camera moved all
+    compensated = subtract_camera_motion(raw, method)
+    # the mean is pulled towards the object by its share of the frame, the median is not
+    bias = -mask.mean() * np.asarray(obj) if method == "mean" else np.zeros(2)
+    np.testing.assert_allclose(np.median(compensated[background], axis=0), bias, atol=0.15)
+    np.testing.assert_allclose(np.median(compensated[core], axis=0), obj + bias, atol=0.3)
+    magnitude = flow_magnitude(compensated)
+    assert abs(np.median(magnitude[core]) - np.hypot(*(obj + bias))) <= 0.75
+    assert np.median(magnitude[background]) == 0
+
+
+def test_mean_and_median_subtraction_per_component():
+    flow = np.zeros((10, 10, 2), np.float32)
+    flow[...] = (2.0, -1.0)          # the camera
+    flow[:4] += (5.0, 3.0)            # an object over 40 % of the frame
+    mean = subtract_camera_motion(flow, "mean")
+    np.testing.assert_allclose(mean.reshape(-1, 2).mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(mean[5, 5], (-2.0, -1.2), atol=1e-5)   # the mean is pulled by the object
+    median = subtract_camera_motion(flow, "median")
+    np.testing.assert_allclose(median[5, 5], 0, atol=1e-6)            # the median is not
+    np.testing.assert_allclose(median[0, 0], (5.0, 3.0), atol=1e-6)
+    np.testing.assert_array_equal(subtract_camera_motion(flow, "none"), flow)
+    assert subtract_camera_motion(flow, "none") is not flow
+    with pytest.raises(ValueError, match="unknown flow subtraction 'mode'"):
+        subtract_camera_motion(flow, "mode")

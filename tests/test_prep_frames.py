@@ -12,7 +12,7 @@ from mfuse.prep.flow import dequantize_flow, unpack_flow
 from mfuse.prep.frames import (ExtractSettings, VideoError, count_frames, extract_video, is_video_complete,
                                iter_frames, output_size, partial_dir)
 
-SMALL = dict(short_side=None, flow_algorithm="dis")
+SMALL = dict(short_side=None, flow_algorithm="dis", flow_subtract="none")  # raw flow: the encodings are checked
 
 
 def test_output_size_keeps_the_aspect_ratio_or_uses_the_fixed_size():
@@ -29,6 +29,9 @@ def test_settings_are_validated():
         ExtractSettings(flow_algorithm="brox")
     with pytest.raises(ValueError, match="fixed_size"):
         ExtractSettings(fixed_size=(340,))
+    with pytest.raises(ValueError, match="unknown flow_subtract 'global'"):
+        ExtractSettings(flow_subtract="global")
+    assert ExtractSettings().flow_subtract == "mean"  # Simonyan and Zisserman's mean flow subtraction
 
 
 def test_iter_frames_decodes_every_frame_and_resizes_the_short_side(tmp_path):
@@ -49,7 +52,8 @@ def test_extract_video_writes_the_documented_folder(tmp_path):
     meta = json.loads((video_dir / "meta.json").read_text())
     assert meta == result.meta
     assert (meta["num_frames"], meta["num_flow"], meta["height"], meta["width"]) == (12, 11, 24, 32)
-    assert meta["flow"] == {"algorithm": "dis", "bound": 20.0} and meta["short_for_stack"] is False
+    assert meta["flow"] == {"algorithm": "dis", "bound": 20.0, "subtract": "none"}
+    assert meta["short_for_stack"] is False
     assert cv2.imread(str(video_dir / "img_00001.jpg")).shape == (24, 32, 3)
     packed = cv2.imread(str(video_dir / "flow_00003.jpg"), cv2.IMREAD_GRAYSCALE)
     assert packed.shape == (24, 64)
@@ -61,6 +65,17 @@ def test_extract_video_writes_the_documented_folder(tmp_path):
     assert set(result.seconds) == {"decode", "flow", "write"}
     assert not partial_dir(video_dir).exists()
     assert is_video_complete(video_dir, ExtractSettings(**SMALL))
+
+
+def test_mean_flow_subtraction_removes_a_global_translation(tmp_path):
+    path = write_video(tmp_path / "v.avi", moving_frames(6, step=(2, 1)))
+    settings = ExtractSettings(short_side=None, flow_algorithm="dis")  # the default subtraction: mean
+    meta = extract_video(path, tmp_path / "v", settings).meta
+    assert meta["flow"]["subtract"] == "mean" and meta["settings"]["flow_subtract"] == "mean"
+    x, y = unpack_flow(cv2.imread(str(tmp_path / "v" / "flow_00002.jpg"), cv2.IMREAD_GRAYSCALE))
+    assert abs(np.median(dequantize_flow(x)[6:-6, 6:-6])) < 0.2 and abs(np.median(dequantize_flow(y)[6:-6, 6:-6])) < 0.2
+    assert np.median(cv2.imread(str(tmp_path / "v" / "mag_00002.jpg"), cv2.IMREAD_GRAYSCALE)) == 0
+    assert not is_video_complete(tmp_path / "v", ExtractSettings(**SMALL))  # another subtraction: redone
 
 
 def test_separate_xy_files_match_the_packed_image(tmp_path):

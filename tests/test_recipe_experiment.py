@@ -72,6 +72,15 @@ def test_flags_alone_make_an_experiment(dataset):
     ("[train]\nheldout_fraction = 1.0\n", "train.heldout_fraction", "must be in [0.0, 1.0)"),
     ("[dataset.synthetic]\nnum_groups = 4\n", "dataset.synthetic", "only for format"),
     ("[model]\npretrain = \"standin\"\n", "model.pretrain", "tiny backbone"),
+    ("[pretrain]\nbatch_size = 8\n", "pretrain", "only with model.pretrain"),
+    ("[model]\nbackbone = \"tiny\"\npretrain = \"standin\"\n[pretrain.images]\nnum_shapes = 99\n",
+     "pretrain.images.num_shapes", "num_shapes must be in"),
+    ("[model]\nbackbone = \"tiny\"\npretrain = \"standin\"\n[pretrain]\nbatch_size = 7\n",
+     "pretrain.schedule.batch", "not a multiple of pretrain.batch_size 7"),
+    ("[model]\nbackbone = \"tiny\"\npretrain = \"standin\"\n[pretrain]\ncrop_size = 80\n", "pretrain.crop_size",
+     "exceeds the images' size"),
+    ("[model]\nbackbone = \"tiny\"\npretrain = \"standin\"\n[pretrain.schedule]\nsteps = [9, 3]\n",
+     "pretrain.schedule.max_iter", "rising steps"),
     ("[test]\ncrops = \"five\"\n", "test.crops", "expected one of"),
     ("[train]\nspatial = 3\n", "train.spatial", "expected a table"),
 ])
@@ -81,6 +90,19 @@ def test_a_bad_key_is_one_line_naming_file_key_and_problem(dataset, extra, key, 
         load_experiment(path)
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{path}: {key}: ") and problem in message
+
+
+def test_the_pretraining_tables_override_the_stand_ins_defaults(dataset):
+    from mfuse.pretrain import ImageTaskConfig, PretrainConfig
+
+    path = write(dataset, minimal(dataset, '[model]\nbackbone = "tiny"\npretrain = "standin"\n[pretrain]\n'
+                                           'batch_size = 16\n[pretrain.images]\nnum_hues = 3\nsize = [80, 72]\n'
+                                           '[pretrain.schedule]\nmax_iter = 40\nsteps = [30]\n'))
+    config = load_experiment(path).pretrain
+    assert config.images == ImageTaskConfig(num_hues=3, size=(80, 72)) and config.batch_size == 16
+    assert (config.schedule.max_iter, config.schedule.steps) == (40, (30,))
+    assert config.schedule.base_lr == PretrainConfig().schedule.base_lr and config.backbone == "tiny"
+    assert load_experiment(write(dataset, minimal(dataset))).pretrain is None
 
 
 def test_missing_dataset_and_missing_keys(dataset):

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from mfuse.evaluation.scores import ScoreSet
-from mfuse.recipe.report import (CELLS, CLAIMS, ROWS, claim_lines, example_videos, paper_dataset, table_specs,
-                                 write_report)
+from mfuse.recipe.report import (CELLS, CLAIMS, ROWS, claim_lines, example_videos, loss_lines, mean_std,
+                                 paper_dataset, table_specs, timing_lines, write_report)
+from mfuse.synthetic import class_names
+
+SYNTHETIC_CLASSES = class_names()
 
 CLASSES = ["Left", "Right", "Up"]
 VIDEO_IDS = np.array([f"{c}/v_{i}" for i, c in enumerate(["Up", "Left", "Right", "Left", "Up", "Right"])])
@@ -107,3 +110,55 @@ def test_example_videos_spread_over_the_sorted_ids():
     chosen = example_videos(score_set(6, 0), count=3)
     assert chosen == sorted(VIDEO_IDS.tolist())[::2][:3]
     assert example_videos(score_set(6, 0), count=10) == sorted(VIDEO_IDS.tolist())
+
+
+def synthetic_runs(seeds=(1, 2)):
+    """Every score set on the 8 synthetic classes, one video per class, all right except each fusion's first."""
+    labels = np.arange(len(SYNTHETIC_CLASSES))
+    ids = np.array([f"{c}/v_{i}" for i, c in enumerate(SYNTHETIC_CLASSES)])
+    out = {}
+    for seed in seeds:
+        scores = {}
+        for name in ROWS:
+            values = np.eye(len(labels), dtype=np.float32)
+            if name.startswith(("S+T", "Samp+T")):
+                values[0] = np.roll(values[0], 1)
+            scores[name] = ScoreSet(ids, labels, values, {"split": 1, "subset": "test"})
+        out[(1, seed)] = scores
+    return out
+
+
+def test_the_mechanism_section_and_stage_times(tmp_path):
+    rng = np.random.default_rng(0)
+    first = synthetic_runs()[(1, 1)]["spatial"].video_ids[0]
+    examples = {str(first): (rng.integers(0, 255, (72, 96, 3), dtype=np.uint8),
+                             rng.integers(0, 30, (72, 96), dtype=np.uint8))}
+    gate = {"moving": 3.9, "background": 1.06, "grid_moving": 3.7, "grid_background": 1.0, "frames": 12, "grid": 13}
+    mechanism = {"losses": {"spatial": [1.5, 1.7], "temporal": [0.9, 1.1]}, "gate": gate, "gate_note": ""}
+    timings = {"dataset": 6.0, "data": 300.0, "pretrain": 120.0, "split1/seed1/spatial": 60.0,
+               "split1/seed2/spatial": 60.0, "split1/seed1/test_spatial": 30.0, "split1/seed1/test_temporal": 30.0,
+               "split1/seed1/init_spatial": 1.0, "report": 3.0}
+    results = write_report(tmp_path / "results", about(splits=[1]), synthetic_runs(), SYNTHETIC_CLASSES, examples, [],
+                           mechanism, timings)
+    text = results.read_text()
+    for line in ("## Mechanism check", "| S | 100.0 ± 0.0 | 37.5 | 267% |", "| S | 1.60 ± 0.14 |",
+                 "| frames (12 test flow images) | 3.90 | 1.06 | 3.68 |",
+                 "| 13x13 conv5 grid (centre crop) | 3.70 | 1.00 | 3.70 |",
+                 "| train spatial | 2.0 |", "| test (every net) | 1.0 |", "| pretrain | 2.0 |", "| total | 10.2 |"):
+        assert line in text, line
+    binding = [line for line in text.splitlines() if line.startswith("| RedSwing / BlueSwing")]
+    assert binding, text
+    data = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert data["mechanism"]["gate"] == gate and data["timings"] == timings
+    unmeasured = write_report(tmp_path / "other", about(splits=[1]), synthetic_runs(), SYNTHETIC_CLASSES, examples, [],
+                              {**mechanism, "gate": None, "gate_note": "the frames were resized"})
+    assert "Not measured: the frames were resized." in unmeasured.read_text()
+    assert "## Mechanism check" not in write_report(tmp_path / "plain", about(splits=[1]), synthetic_runs(),
+                                                    SYNTHETIC_CLASSES, examples, []).read_text()
+
+
+def test_mean_std_loss_and_timing_tables():
+    assert mean_std([1.0, 3.0]) == "2.0 ± 1.4" and mean_std([2.0], 2) == "2.00"
+    assert loss_lines({"temporal": [0.5]}, 8)[2].startswith("| T | 0.50 | 2.08 |")
+    assert timing_lines({"split2/seed3/mfuse_fc7": 120.0, "split2/seed3/heldout_spatial": 60.0})[2:] == [
+        "| train mfuse_fc7 | 2.0 |", "| test (every net) | 1.0 |", "| total | 3.0 |"]

@@ -275,3 +275,76 @@ def test_the_synthetic_dataset_is_generated_then_prepared(tmp_path):
     run_stages(recipe, stages[:2], lines.append)
     assert lines[-2:] == ["[1/2] dataset: done before (provenance holds), skipped",
                           "[2/2] data: done before (provenance holds), skipped"]
+
+
+#: The built-in demo's path in small: the synthetic set at 96 x 72 (the tiny backbone's 64 x 64 crops), the
+#: pretraining stand-in on a few images, mean flow subtraction, a few iterations of every net, two seeds.
+STANDIN = """\
+[dataset]
+format = "synthetic"
+splits = [1]
+[dataset.synthetic]
+num_groups = 4
+clips_per_group = 1
+size = [96, 72]
+num_frames = 12
+[data]
+short_side = "none"
+flow_algorithm = "dis"
+flow_subtract = "mean"
+bound = 6.0
+[model]
+backbone = "tiny"
+pretrain = "standin"
+[pretrain]
+batch_size = 8
+[pretrain.images]
+num_shapes = 2
+num_hues = 2
+num_textures = 1
+train_per_class = 4
+val_per_class = 2
+[pretrain.schedule]
+max_iter = 4
+steps = [2]
+snapshot = 4
+batch = 8
+test_interval = 4
+test_iter = 1
+"""
+
+
+def test_the_pretraining_stand_in_runs_end_to_end_with_the_mechanism_check(tmp_path):
+    from mfuse.pretrain import PRETRAINED_MODEL
+
+    few = FEW_ITERATIONS.replace("seeds = [1]", "seeds = [1, 2]").replace("heldout_fraction = 0.34",
+                                                                           "heldout_fraction = 0")
+    path = tmp_path / "standin.toml"
+    path.write_text(f'out = "{tmp_path / "run"}"\n' + STANDIN + few)
+    lines = []
+    report = reproduce(load_experiment(path), progress=False, log=lines.append)
+    out = tmp_path / "run"
+    pretrained = out / "pretrain" / PRETRAINED_MODEL
+    manifest = json.loads((out / "pretrain" / "pretrain.json").read_text())
+    assert pretrained.is_file() and manifest["config"]["images"]["num_hues"] == 2
+    assert (out / "provenance" / "pretrain.json").is_file()
+    # The streams start from the stand-in as from an ImageNet model: the spatial init holds its convs.
+    net = caffe_pb2.NetParameter()
+    net.ParseFromString(pretrained.read_bytes())
+    init = caffe_pb2.NetParameter()
+    init.ParseFromString((seed_dir(out, 1) / "init" / "spatial.caffemodel").read_bytes())
+    conv1 = {layer.name: layer for layer in net.layer}["conv1"].blobs[0].data
+    assert list({layer.name: layer for layer in init.layer}["conv1"].blobs[0].data) == list(conv1)
+    text = report.read_text()
+    for heading in ("## Mechanism check", "designed ceiling", "mean gate on moving discs", "binding pair",
+                    "## Time per stage", "| pretrain |"):
+        assert heading in text, heading
+    results = json.loads((out / "results" / "results.json").read_text())
+    gate = results["mechanism"]["gate"]
+    assert gate["frames"] > 0 and gate["moving"] > gate["background"] >= 1.0
+    assert len(results["mechanism"]["losses"]["temporal"]) == 2
+    assert results["timings"]["pretrain"] > 0
+    # Everything holds on a rerun: every stage, the pretraining included, is skipped.
+    again = []
+    reproduce(load_experiment(path), progress=False, log=again.append)
+    assert not [line for line in again if line.endswith("; running") and "/nets:" not in line]

@@ -25,7 +25,7 @@ def frames_and_scores(rng):
     videos = plan_videos(config)[::4][:4]
     out = []
     for video in videos:
-        frame = render_video(config, video)[1]
+        frame = render_video(config, video).frames[1]
         scores = {net: rng.dirichlet(np.ones(8)) for net in ("spatial", "temporal", "m-fusion")}
         scores["m-fusion"] = np.eye(8)[video.label] * 0.7 + 0.3 / 8
         out.append((video, frame, scores))

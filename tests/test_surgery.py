@@ -9,6 +9,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from mfuse.nets.backbones import get_backbone
 from mfuse.nets.fusion import Fusion, fusion_net
 from mfuse.nets.inputs import DeployInputs
 from mfuse.nets.streams import spatial_net, temporal_net
@@ -148,10 +149,11 @@ def test_inserted_amplification_with_zero_magnitude_changes_nothing(tmp_path, st
     original.blobs["data_rgb"].data[...] = image
     reference = original.forward()["prob"].copy()
     amplified.blobs["data_rgb"].data[...] = image
-    assert amplified.blobs["data_mag"].data.shape == (2, 1, 48, 48)
+    side = original.blobs["data_rgb"].data.shape[-1]  # the tiny backbone's crop
+    assert amplified.blobs["data_mag"].data.shape == (2, 1, side, side)
     amplified.blobs["data_mag"].data[...] = 0
     assert np.array_equal(amplified.forward()["prob"], reference)
-    amplified.blobs["data_mag"].data[...] = np.random.default_rng(4).uniform(0, 20, (2, 1, 48, 48))
+    amplified.blobs["data_mag"].data[...] = np.random.default_rng(4).uniform(0, 20, (2, 1, side, side))
     assert not np.allclose(amplified.forward()["prob"], reference)  # the gate is in the path
 
 
@@ -164,7 +166,8 @@ def test_amplified_prototxt_rewires_later_readers():
     assert layers["flow_amplify"].flow_amplify_param.scale == 0.5
     assert list(layers["relu5"].bottom) == list(layers["relu5"].top) == ["conv5_amp"]
     assert list(layers["pool5"].bottom) == ["conv5_amp"]
-    assert list(layers["data_mag"].input_param.shape[0].dim) == [2, 1, 48, 48]
+    side = get_backbone("tiny").crop_size
+    assert list(layers["data_mag"].input_param.shape[0].dim) == [2, 1, side, side]
 
 
 def test_amplified_prototxt_errors():

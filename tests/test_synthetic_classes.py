@@ -107,3 +107,33 @@ def test_binding_pairs_differ_only_in_which_disc_moves_how(class_stats, pair):
     separated_by_share = abs(a["red_motion_share"] - b["red_motion_share"]) > 0.6
     separated_by_direction = a["red_direction"] - b["red_direction"] > 1.5
     assert separated_by_share or separated_by_direction
+
+
+def test_designed_ceilings_follow_from_the_partitions():
+    from mfuse.synthetic import SEPARABLE, ceiling, loss_floor
+
+    names = sorted(c.name for c in CLASSES)
+    for kind, groups in SEPARABLE.items():
+        assert sorted(name for group in groups for name in group) == names, kind
+    assert {kind: ceiling(kind) for kind in SEPARABLE} == {
+        "spatial": 0.375, "temporal": 0.5, "spatial_amp": 0.625, "S+T": 0.625, "Samp+T": 0.875, "fusion": 1.0}
+    assert loss_floor("fusion") == 0 and abs(loss_floor("temporal") - np.log(2)) < 1e-12
+    assert abs(loss_floor("spatial") - 0.75 * np.log(6)) < 1e-12
+
+    def together(kind, pair):
+        return any(set(pair) <= set(group) for group in SEPARABLE[kind])
+
+    for pair in BINDING_CONFUSED:  # late fusion cannot bind; aligned fusion can
+        assert together("spatial", pair) and together("temporal", pair) and together("S+T", pair)
+        assert not together("fusion", pair)
+    for pair in APPEARANCE_CONFUSED:
+        assert together("spatial", pair) and not together("temporal", pair)
+    for pair in MOTION_CONFUSED:
+        assert together("temporal", pair) and not together("spatial", pair)
+    # S+T is the intersection of the S and T partitions
+    for a in names:
+        for b in names:
+            assert together("S+T", (a, b)) == (together("spatial", (a, b)) and together("temporal", (a, b)))
+            assert together("Samp+T", (a, b)) == (together("spatial_amp", (a, b)) and together("temporal", (a, b)))
+    with pytest.raises(ValueError, match="unknown model kind"):
+        ceiling("audio")

@@ -41,7 +41,7 @@ def test_decoded_videos_have_the_requested_frames(tmp_path):
     # MJPG is lossy but close to the rendered frames
     video = dataset.videos[5]
     decoded = np.stack(_decode(tmp_path / video.relpath)).astype(np.float32)
-    rendered = np.stack(render_video(SMALL, video)).astype(np.float32)
+    rendered = np.stack(render_video(SMALL, video).frames).astype(np.float32)
     assert np.abs(decoded - rendered).mean() < 4.0
     assert not list(tmp_path.rglob(".*"))  # no temporary left (mfuse.fileio.atomic_path)
 
@@ -62,7 +62,7 @@ def test_a_video_does_not_depend_on_the_number_of_groups_or_clips():
     bigger = replace(SMALL, num_groups=6, clips_per_group=2)
     video = plan_videos(SMALL)[9]
     same = next(v for v in plan_videos(bigger) if v.relpath == video.relpath)
-    np.testing.assert_array_equal(np.stack(render_video(SMALL, video)), np.stack(render_video(bigger, same)))
+    np.testing.assert_array_equal(np.stack(render_video(SMALL, video).frames), np.stack(render_video(bigger, same).frames))
 
 
 def test_existing_root_rules(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mfuse.synthetic import CLASSES
-from mfuse.synthetic.render import DiscMotion, camera_jitter, make_scene, place_discs, render_clip
+from mfuse.synthetic.render import MASK_VALUES, DiscMotion, camera_jitter, make_scene, place_discs, render_clip
 
 
 def test_disc_trajectories():
@@ -55,8 +55,36 @@ def test_render_clip_shape_and_motion():
     rng = np.random.default_rng(2)
     scene = make_scene(rng, (64, 48))
     assert scene.background.shape == (48, 64, 3) and scene.background.dtype == np.uint8
-    frames = render_clip(rng, CLASSES[6], scene, 12)  # RedSwing
+    clip = render_clip(rng, CLASSES[6], scene, 12)  # RedSwing
+    frames = clip.frames
     assert len(frames) == 12 and all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
     red = [(f[..., 2].astype(int) - f[..., :2].max(axis=2)) > 80 for f in frames]
     red_x = [np.nonzero(mask)[1].mean() for mask in red]
     assert np.ptp(red_x) > 4.0  # the red disc swings
+
+
+def test_masks_mark_the_discs_under_the_camera_shift():
+    rng = np.random.default_rng(4)
+    scene = make_scene(rng, (96, 72))
+    clip = render_clip(rng, CLASSES[4], scene, 10)  # RedBounceBlueSwing: both discs move
+    assert clip.masks.shape == (10, 72, 96) and clip.masks.dtype == np.uint8
+    assert set(np.unique(clip.masks)) == {0, MASK_VALUES["red"], MASK_VALUES["blue"]}
+    assert clip.moving == {"red": True, "blue": True}
+    area = np.pi * scene.radius ** 2
+    for frame, mask in zip(clip.frames, clip.masks):
+        frame = frame.astype(int)
+        red = (frame[..., 2] - frame[..., :2].max(axis=2)) > 80
+        blue = (frame[..., 0] - frame[..., 1:].max(axis=2)) > 80
+        for colour, seen in (("red", red), ("blue", blue)):
+            marked = mask == MASK_VALUES[colour]
+            assert abs(marked.sum() - area) < 0.25 * area
+            assert (marked & seen).sum() > 0.85 * seen.sum()  # the coloured pixels are inside the mask
+    assert np.array_equal(clip.moving_mask(), clip.masks > 0)
+    assert np.array_equal(clip.background_mask(), clip.masks == 0)
+
+
+def test_a_still_disc_is_not_in_the_moving_mask():
+    rng = np.random.default_rng(5)
+    clip = render_clip(rng, CLASSES[0], make_scene(rng, (64, 48)), 6)  # BlueBounce: red disc still
+    assert clip.moving == {"red": False, "blue": True}
+    assert np.array_equal(clip.moving_mask(), clip.masks == MASK_VALUES["blue"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mfuse.conventions import MODALITIES, SPLITS
 from mfuse.datasets import DATASETS, SplitError
-from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND
+from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND, SUBTRACTIONS
 from mfuse.prep.frames import ExtractSettings
 from mfuse.prep.pipeline import STAGES, STORE_CHOICES, format_summary, parse_shard, prepare_dataset
 
@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of every image")
     parser.add_argument("--flow", default="tvl1", choices=[*ALGORITHMS, "none"])
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND, help="flow clipping bound (pixels)")
+    parser.add_argument("--flow-subtract", default=SUBTRACTIONS[0], choices=SUBTRACTIONS,
+                        help="camera-motion compensation per flow frame before quantisation: mean (Simonyan and "
+                             "Zisserman's mean flow subtraction, as the paper; default), median, none (TSN)")
     parser.add_argument("--separate-xy", action="store_true", help="also write flow_x_/flow_y_ files")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--shard", type=parse_shard_arg, default=None, metavar="I/N",
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     settings = ExtractSettings(short_side=args.short_side, fixed_size=args.size, jpeg_quality=args.quality,
                                flow_algorithm=None if args.flow == "none" else args.flow, bound=args.bound,
-                               separate_xy=args.separate_xy)
+                               flow_subtract=args.flow_subtract, separate_xy=args.separate_xy)
     try:
         summary = prepare_dataset(args.dataset, args.videos, args.splits, args.out, settings,
                                   splits=args.split_ids, storage=args.storage, modalities=args.modalities,

@@ -9,13 +9,14 @@ Spatial sizes for a crop of side S (Caffe rounds convolutions down and poolings 
 
 - ``cnn_m_2048``, S = 224: conv1 109, pool1 54, conv2 26, pool2 13, conv3..conv5 13 x 13, pool5 6 x 6;
 - ``vgg19``, S = 224: conv5_4 14 x 14, pool5 7 x 7;
-- ``tiny``, S = 48: conv1 24, pool1 12, conv2 12, pool2 6, conv3..conv5 6 x 6, pool5 3 x 3.
+- ``tiny``, S = 64: conv1 30, pool1 15, conv2 13, conv3..conv5 13 x 13, pool5 6 x 6 (CNN-M's conv5 and pool5
+  sizes from a 64 x 64 crop: no pool2, an unpadded conv2).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caffe import layers as L
 from caffe import params as P
@@ -77,6 +78,9 @@ class Backbone:
             before conv1; in the net itself, so training, testing and deploy agree. The published models
             take raw pixel ranges (None); the tiny backbone, trained from scratch with MSRA fillers,
             diverges to a constant output on +-128 inputs and learns with 1/64.
+        classifier_filler: filler of the classification layer put after fc7 (``fc8_action``, ``cons_fc8``,
+            the pretraining ``fc8``). N(0, 0.01) as the published recipes; the tiny backbone's fc7 is so
+            narrow that it starves the tower of gradient (the loss stays at chance), Xavier does not.
     """
     name: str
     convs: tuple[ConvStage, ...]
@@ -87,6 +91,7 @@ class Backbone:
     fc_filler: dict[str, object]
     fc_bias_filler: dict[str, object]
     input_scale: float | None = None
+    classifier_filler: dict[str, object] = field(default_factory=lambda: dict(type="gaussian", std=0.01))
 
     @property
     def last_conv(self) -> str:
@@ -165,19 +170,21 @@ BACKBONES: dict[str, Backbone] = {
     "vgg19": Backbone(
         name="vgg19", convs=_vgg19_convs(), fcs=_fcs(4096, 4096), crop_size=CROP_SIZE, lrn=_lrn(),
         conv_filler=_MSRA, fc_filler=_FC_GAUSSIAN, fc_bias_filler=dict(type="constant", value=0.1)),
-    # The CNN-M structure shrunk to train on 2 CPU cores in minutes, for the synthetic demo and the tests
-    # (48 x 48 crops of the 64 x 48 synthetic frames).
+    # The CNN-M structure shrunk to train on 2 CPU cores in minutes, for the synthetic demo and the tests:
+    # CNN-M's layer names and its 13 x 13 conv5 / 6 x 6 pool5 from 64 x 64 crops (pool2 dropped, conv2
+    # unpadded), so that conv-level fusion and amplification have CNN-M's spatial grid.
     "tiny": Backbone(
         name="tiny",
         convs=(
-            ConvStage("conv1", 16, 5, "relu1", stride=2, pad=2, norm="norm1", pool=Pool("pool1", 3, 2)),
-            ConvStage("conv2", 32, 3, "relu2", pad=1, norm="norm2", pool=Pool("pool2", 3, 2)),
+            ConvStage("conv1", 16, 5, "relu1", stride=2, norm="norm1", pool=Pool("pool1", 3, 2)),
+            ConvStage("conv2", 32, 3, "relu2", norm="norm2"),
             ConvStage("conv3", 32, 3, "relu3", pad=1),
             ConvStage("conv4", 32, 3, "relu4", pad=1),
             ConvStage("conv5", 32, 3, "relu5", pad=1, pool=Pool("pool5", 3, 2)),
         ),
-        fcs=_fcs(64, 64), crop_size=48, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_MSRA,
-        fc_bias_filler=dict(type="constant", value=0.0), input_scale=1.0 / 64),
+        fcs=_fcs(128, 128), crop_size=64, lrn=_lrn(), conv_filler=_MSRA, fc_filler=_MSRA,
+        fc_bias_filler=dict(type="constant", value=0.0), input_scale=1.0 / 64,
+        classifier_filler=dict(type="xavier")),
 }
 
 

@@ -168,7 +168,7 @@ def fusion_net(rgb_backbone: str, flow_backbone: str, num_classes: int, inputs, 
                      bias_filler=dict(type="constant", value=0.1) if rgb.fc_filler == dict(type="gaussian", std=0.005)
                      else rgb.fc_bias_filler)
         top = add_relu_dropout(n, top, f"cons_relu{index}", f"cons_drop{index}", dropout)
-    scores = add_fc(n, top, FUSION_CLASSIFIER, num_classes)
+    scores = add_fc(n, top, FUSION_CLASSIFIER, num_classes, weight_filler=rgb.classifier_filler)
     add_outputs(n, scores, added.label)
     proto = added.finish(n.to_proto())
     backbones = rgb_backbone if rgb_backbone == flow_backbone else f"{rgb_backbone}_{flow_backbone}"

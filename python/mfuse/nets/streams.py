@@ -42,7 +42,7 @@ class Amplify:
 
 def _add_head(n, features, backbone, num_classes: int, trainable_fc: bool, dropout: float):
     fc7 = add_fc_layers(n, features, backbone, trainable=trainable_fc, dropout=dropout)
-    return add_fc(n, fc7, CLASSIFIER, num_classes)
+    return add_fc(n, fc7, CLASSIFIER, num_classes, weight_filler=backbone.classifier_filler)
 
 
 def spatial_net(backbone: str, num_classes: int, inputs, amplify: Amplify | None = None,

@@ -8,13 +8,20 @@ Algorithms (all on 8-bit grayscale frames, returning ``(H, W, 2)`` float32 flow 
   poly_n 5, poly_sigma 1.2), faster;
 - ``dis``: ``cv2.DISOpticalFlow`` with the MEDIUM preset, fastest.
 
+Camera-motion compensation (:func:`subtract_camera_motion`, before quantisation): Simonyan and Zisserman
+(NIPS 2014, Sec. 3.1 "Mean flow subtraction"), whose flow protocol Park et al. "strictly followed", subtract
+from every displacement field its mean vector, per frame and per component; the authors' code did the same.
+``mean`` is that (the default); ``median`` subtracts the per-component median instead, robust when a moving
+object covers a large part of the frame; ``none`` keeps the raw flow (TSN / dense_flow's convention). The
+magnitude is computed from the compensated flow.
+
 Encodings (the project's conventions, docs/conventions.md):
 
 - x and y are clipped to ``[-bound, bound]`` (default 20) and quantised to
   ``q = rint(255 * (v + bound) / (2 * bound))``; dequantise with ``v = q * 2 * bound / 255 - bound``.
 - ``flow_<t>.jpg``: one grayscale image ``(H, 2W)``, quantised x in columns ``[0, W)``, y in ``[W, 2W)``
   (:func:`pack_flow` / :func:`unpack_flow`).
-- ``mag_<t>.jpg``: ``rint(sqrt(x^2 + y^2))`` of the raw, unclipped flow in pixels, clipped to 255.
+- ``mag_<t>.jpg``: ``rint(sqrt(x^2 + y^2))`` of the (compensated) unclipped flow in pixels, clipped to 255.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import numpy as np
 
 ALGORITHMS = ("tvl1", "farneback", "dis")
 DEFAULT_BOUND = 20.0
+#: Camera-motion compensations of :func:`subtract_camera_motion`; the first is the default ([18], Sec. 3.1).
+SUBTRACTIONS = ("mean", "median", "none")
 
 FlowFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -53,6 +62,23 @@ def create_flow_function(algorithm: str = "tvl1") -> FlowFunction:
         return calc(np.ascontiguousarray(prev), np.ascontiguousarray(nxt), None)
 
     return flow
+
+
+def subtract_camera_motion(flow: np.ndarray, method: str = "mean") -> np.ndarray:
+    """``(H, W, 2)`` flow minus its per-frame ``mean`` (or ``median``) vector, per component; ``none``:
+    unchanged. Returns a new float32 array."""
+    _check_flow(flow)
+    flow = np.asarray(flow, np.float32)
+    if method == "none":
+        return flow.copy()
+    vectors = flow.reshape(-1, 2)
+    if method == "mean":
+        centre = vectors.mean(axis=0, dtype=np.float64)
+    elif method == "median":
+        centre = np.median(vectors, axis=0)
+    else:
+        raise ValueError(f"unknown flow subtraction {method!r}; known: {SUBTRACTIONS}")
+    return flow - centre.astype(np.float32)
 
 
 def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:

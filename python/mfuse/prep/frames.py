@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from mfuse.conventions import STACK_LENGTH
-from mfuse.prep.flow import ALGORITHMS, DEFAULT_BOUND, create_flow_function, flow_magnitude, pack_flow, quantize_flow
+from mfuse.prep.flow import (ALGORITHMS, DEFAULT_BOUND, SUBTRACTIONS, create_flow_function, flow_magnitude, pack_flow,
+                             quantize_flow, subtract_camera_motion)
 from mfuse.stores.format import image_name
 
 META_NAME = "meta.json"
@@ -49,8 +50,10 @@ class ExtractSettings:
     ``short_side``: resize so the smaller side has this many pixels (None keeps the size);
     ``fixed_size``: ``(width, height)`` instead, e.g. ``(340, 256)`` as TSN (overrides short_side);
     ``jpeg_quality``: 0..100 for every JPEG written; ``flow_algorithm``: one of ``ALGORITHMS`` or
-    None for frames only; ``bound``: flow clipping bound in pixels; ``separate_xy``: also write
-    ``flow_x_``/``flow_y_`` files.
+    None for frames only; ``bound``: flow clipping bound in pixels; ``flow_subtract``: camera-motion
+    compensation before quantisation, one of ``SUBTRACTIONS`` (``mean``: Simonyan and Zisserman's mean flow
+    subtraction, as the paper; ``none``: TSN's raw flow; see :mod:`mfuse.prep.flow`); ``separate_xy``: also
+    write ``flow_x_``/``flow_y_`` files.
     """
 
     short_side: int | None = 256
@@ -58,6 +61,7 @@ class ExtractSettings:
     jpeg_quality: int = 95
     flow_algorithm: str | None = "tvl1"
     bound: float = DEFAULT_BOUND
+    flow_subtract: str = "mean"
     separate_xy: bool = False
 
     def __post_init__(self):
@@ -71,6 +75,8 @@ class ExtractSettings:
             raise ValueError(f"unknown flow algorithm {self.flow_algorithm!r}; known: {ALGORITHMS}")
         if self.bound <= 0:
             raise ValueError(f"bound must be positive, got {self.bound}")
+        if self.flow_subtract not in SUBTRACTIONS:
+            raise ValueError(f"unknown flow_subtract {self.flow_subtract!r}; known: {SUBTRACTIONS}")
 
     def as_json(self) -> dict:
         """The settings as stored in ``meta.json`` (lists instead of tuples)."""
@@ -242,7 +248,8 @@ def _write_outputs(video_path: Path, out_dir: Path, settings: ExtractSettings, s
         "num_flow": num_flow,
         "height": int(shape[0]),
         "width": int(shape[1]),
-        "flow": ({"algorithm": settings.flow_algorithm, "bound": float(settings.bound)}
+        "flow": ({"algorithm": settings.flow_algorithm, "bound": float(settings.bound),
+                  "subtract": settings.flow_subtract}
                  if flow_function is not None else None),
         "short_for_stack": flow_function is not None and num_flow < STACK_LENGTH,
         "source": str(video_path),
@@ -253,6 +260,7 @@ def _write_outputs(video_path: Path, out_dir: Path, settings: ExtractSettings, s
 
 
 def _write_flow(out_dir: Path, t: int, flow: np.ndarray, settings: ExtractSettings, seconds: dict) -> None:
+    flow = subtract_camera_motion(flow, settings.flow_subtract)
     quantized = quantize_flow(flow, settings.bound)
     images = {"flow": pack_flow(quantized), "mag": flow_magnitude(flow)}
     if settings.separate_xy:

@@ -232,9 +232,6 @@ def inspect_inputs(recipe: Recipe) -> Inspection:
     settings = exp.data.extract
     found.facts = Facts.from_lists(lists, frames, size and output_size(*size, settings.short_side, settings.fixed_size))
     found.problems += check_pretrained(recipe, len(lists.classes))
-    if exp.model.pretrain == "standin":
-        found.problems.append(problem(exp, "model.pretrain", "the tiny backbone's pretraining stand-in is not in this "
-                                                             "checkout yet (issue 15)"))
     gpu_problems, note = check_gpus(exp)
     found.problems += gpu_problems
     found.notes.append(note)

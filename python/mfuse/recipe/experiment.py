@@ -3,7 +3,8 @@ validated before anything runs.
 
 A file has a top-level ``out`` and the tables ``[dataset]``, ``[data]``, ``[model]``, ``[train]`` (with the
 schedule overrides ``[train.spatial]``, ``[train.temporal]``, ``[train.fusion]``) and ``[test]``; every key is
-optional except the dataset's (see ``experiments/*.toml`` and docs/reproducing.md)::
+optional except the dataset's (see ``experiments/*.toml`` and docs/reproducing.md); ``[pretrain]`` (with
+``[pretrain.images]`` and ``[pretrain.schedule]``) sets the pretraining stand-in of ``model.pretrain = "standin"``::
 
     out = "runs/ucf101_vgg19"
     [dataset]
@@ -36,6 +37,7 @@ from mfuse.conventions import CROP_MODES, SPLITS, STORAGES
 from mfuse.nets.build_all import COMMITTED
 from mfuse.nets.solvers import Schedule
 from mfuse.prep.frames import ExtractSettings
+from mfuse.pretrain import ImageTaskConfig, PretrainConfig
 from mfuse.synthetic import HMDB51_SPLIT_DIR, UCF101_LIST_DIR, SyntheticConfig
 
 #: List formats: the two official ones (also for your own videos in their layout) and the built-in synthetic set.
@@ -128,6 +130,7 @@ class Experiment:
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     test: TestSpec = field(default_factory=TestSpec)
+    pretrain: PretrainConfig | None = None
     source: str = COMMAND_LINE
 
     @property
@@ -292,10 +295,15 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "train": {"gpus": int_list(low=0, empty=True), "seeds": int_list(), "heldout_fraction": number(0.0, 1.0, True),
               "stream_batch": integer(1), "fusion_batch": integer(1)},
     "test": {"frames": integer(1), "crops": choice(CROP_MODES), "max_batch": integer(1), "workers": integer(1)},
+    "pretrain": {"batch_size": integer(1), "dropout": number(0.0, 1.0, True), "seed": integer(),
+                 "crop_size": integer(1)},
 }
 #: Fields of other modules' settings that a table takes as its own keys.
 FIELD_TABLES = {"data": ExtractSettings, "dataset.synthetic": SyntheticConfig,
-                **{f"train.{name}": Schedule for name in SCHEDULE_TABLES}}
+                **{f"train.{name}": Schedule for name in SCHEDULE_TABLES},
+                "pretrain.images": ImageTaskConfig, "pretrain.schedule": Schedule}
+#: The tables of the pretraining stand-in (``model.pretrain = "standin"`` only).
+PRETRAIN_TABLES = ("pretrain", "pretrain.images", "pretrain.schedule")
 #: Schedule fields that are not settings (written into the solver as comments).
 _NOT_SETTINGS = {"Schedule": ("cite",)}
 
@@ -424,11 +432,12 @@ def experiment_from_raw(raw: Mapping[str, Any], source: str = COMMAND_LINE,
     if model.pretrain == "standin" and model.backbone != "tiny":
         reader.fail("model", "pretrain", f"the stand-in pretrains the tiny backbone, not {model.backbone}")
 
+    pretrain = _pretrain_config(reader, model)
     schedules = {name: reader.read(f"train.{name}") for name in SCHEDULE_TABLES}
     train = TrainSpec(**reader.read("train"), schedules={name: s for name, s in schedules.items() if s})
     test = TestSpec(**reader.read("test"))
     experiment = Experiment(out=top["out"], dataset=dataset, data=data, model=model, train=train, test=test,
-                            source=source)
+                            pretrain=pretrain, source=source)
     for name in SCHEDULE_TABLES:
         schedule = experiment.schedule(name)
         if schedule.max_iter < 1 or schedule.snapshot < 1 or list(schedule.steps) != sorted(schedule.steps):
@@ -439,6 +448,31 @@ def experiment_from_raw(raw: Mapping[str, Any], source: str = COMMAND_LINE,
                         f"{'fusion' if name == 'fusion' else 'stream'} nets' {experiment.batch(name)} samples per "
                         "pass (train.stream_batch / train.fusion_batch)")
     return experiment
+
+
+def _pretrain_config(reader: _Reader, model: ModelSpec) -> PretrainConfig | None:
+    """The stand-in's settings (``[pretrain]``, ``[pretrain.images]``, ``[pretrain.schedule]`` over
+    :class:`mfuse.pretrain.PretrainConfig`'s defaults) when ``model.pretrain = "standin"``, else None."""
+    values = {name: reader.read(name) for name in PRETRAIN_TABLES}
+    if model.pretrain != "standin":
+        for name in PRETRAIN_TABLES:
+            if values[name]:
+                table, _, key = name.rpartition(".")
+                reader.fail(table, key, "only with model.pretrain = \"standin\"")
+        return None
+    base = PretrainConfig(backbone=model.backbone)
+    images = reader.build(ImageTaskConfig, "pretrain.images", values["pretrain.images"])
+    schedule = dataclasses.replace(base.schedule, **values["pretrain.schedule"])
+    config = dataclasses.replace(base, images=images, schedule=schedule, **values["pretrain"])
+    if schedule.max_iter < 1 or schedule.snapshot < 1 or list(schedule.steps) != sorted(schedule.steps):
+        reader.fail("pretrain.schedule", "max_iter", f"needs max_iter >= 1, snapshot >= 1 and rising steps, got "
+                    f"{schedule.max_iter}, {schedule.snapshot}, {list(schedule.steps)}")
+    if schedule.batch % config.batch_size:
+        reader.fail("pretrain.schedule", "batch", f"{schedule.batch} is not a multiple of pretrain.batch_size "
+                    f"{config.batch_size}")
+    if config.crop() > min(images.size):
+        reader.fail("pretrain", "crop_size", f"{config.crop()} exceeds the images' size {list(images.size)}")
+    return config
 
 
 def read_toml(path: str | os.PathLike) -> dict:

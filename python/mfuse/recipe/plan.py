@@ -34,8 +34,10 @@ from mfuse.recipe.data import (HELDOUT_SEED, HELDOUT_SUBSET, DatasetLists, datas
 from mfuse.recipe.estimates import Estimate, Speeds
 from mfuse.recipe.report import example_videos, write_report
 from mfuse.recipe.experiment import Experiment
+from mfuse.recipe.mechanism import final_losses, gate_measurement, stage_seconds
 from mfuse.recipe.stages import (HELDOUT_NETS, RecipeError, fusion_score_names, late_fusion, eval_gpu, test_net,
                                  train_net)
+from mfuse.pretrain import PRETRAINED_MODEL, pretrain_backbone
 from mfuse.stores.reader import open_frame_store
 from mfuse.surgery import init_from_imagenet, init_fusion
 from mfuse.synthetic import generate
@@ -159,8 +161,13 @@ class Recipe:
         if self.exp.model.imagenet is not None:
             return Path(self.exp.model.imagenet).resolve()
         if self.exp.model.pretrain == "standin":
-            return self.exp.out / "pretrain" / "standin.caffemodel"
+            return self.pretrain_dir / PRETRAINED_MODEL
         return None
+
+    @property
+    def pretrain_dir(self) -> Path:
+        """Where the pretraining stand-in is trained (``model.pretrain = "standin"``)."""
+        return self.exp.out / "pretrain"
 
     @property
     def heldout(self) -> bool:
@@ -218,7 +225,8 @@ class Recipe:
                     "heldout_seed": HELDOUT_SEED}
         text = command("python", "tools/prepare.py", exp.list_format, "--videos", Path(exp.videos_root), "--splits",
                        Path(exp.lists_dir), "--out", self.data_root, "--split-ids", *exp.dataset.splits, "--flow",
-                       extract.flow_algorithm, "--storage", exp.data.storage, "--workers", exp.data.workers)
+                       extract.flow_algorithm, "--flow-subtract", extract.flow_subtract, "--bound", extract.bound,
+                       "--storage", exp.data.storage, "--workers", exp.data.workers)
         if self.heldout:
             text += f"   # training lists minus the held-out videos ({rel(self.data_root / 'heldout.json')})"
 
@@ -237,11 +245,14 @@ class Recipe:
                                             self.progress), estimate)
 
     def _pretrain_stage(self) -> Stage:
-        def action(_):
-            raise RecipeError("model.pretrain = \"standin\": the tiny backbone's pretraining stand-in is not in this "
-                              "checkout yet (issue 15); give model.imagenet or leave pretrain out")
-        return Stage("pretrain", "mfuse pretraining stand-in (issue 15)", {"backbone": self.exp.model.backbone},
-                     lambda: [], lambda: [self.pretrained], action)
+        config = self.exp.pretrain
+        return Stage("pretrain", f"mfuse.pretrain.pretrain_backbone({rel(self.pretrain_dir)}, <[pretrain] settings>)"
+                                 f"   # {config.images.num_classes} synthetic image categories, "
+                                 f"{config.schedule.max_iter} iterations",
+                     {"config": config.as_json()}, lambda: [], lambda: [self.pretrained],
+                     lambda _: pretrain_backbone(self.pretrain_dir, config, overwrite=True, progress=self.progress),
+                     self.speeds.training("cpu", config.backbone, "pretrain", config.schedule.max_iter,
+                                          config.schedule.batch))
 
     def _seed_stages(self, split: int, seed: int, facts: Facts) -> list[Stage]:
         prefix = f"split{split}/seed{seed}"
@@ -381,7 +392,21 @@ class Recipe:
             t = max(1, mag.num_frames(video_id) // 2)
             examples[video_id] = (rgb.get_image(video_id, t), mag.get_image(video_id, t))
         logs = [self.log(split, seed, net) for net in NET_NAMES]
-        return write_report(self.results, self.about(), runs, rgb.index.classes, examples, logs)
+        return write_report(self.results, self.about(), runs, rgb.index.classes, examples, logs, self.mechanism(),
+                            stage_seconds(self.exp.out / "provenance"))
+
+    def mechanism(self) -> dict | None:
+        """The synthetic set's mechanism measurements (final training losses of every split and seed, the gate
+        on moving discs vs background), or None for other datasets."""
+        exp = self.exp
+        if exp.dataset.format != "synthetic":
+            return None
+        losses = final_losses((net, self.log(k, s, net)) for k in exp.dataset.splits for s in exp.train.seeds
+                              for net in NET_NAMES)
+        extract = exp.data.extract
+        gate, note = gate_measurement(exp.videos_root, self.data_root, exp.dataset.splits[0], exp.data.storage,
+                                      exp.model.backbone, extract.short_side is None and extract.fixed_size is None)
+        return {"losses": losses, "gate": gate, "gate_note": note}
 
     def _report_stage(self) -> Stage:
         return Stage("report", f"mfuse.recipe.report.write_report -> {rel(self.results / 'results.md')}",

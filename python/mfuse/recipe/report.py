@@ -1,8 +1,9 @@
 """The run's report: Tables 1-3 per split and over the splits (the paper's numbers alongside where the run is
 comparable), the paper's claims against the spread over seeds, and the pictures.
 
-It takes plain data (score sets per split and seed, class names, example images, training-log paths and a
-JSON-able ``about`` dict saying what the run was) and knows nothing of how they were made.
+It takes plain data (score sets per split and seed, class names, example images, training-log paths, a
+JSON-able ``about`` dict saying what the run was and, for the synthetic set, the mechanism check's
+measurements) and knows nothing of how they were made.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import numpy as np
 
 from mfuse.conventions import SPLITS
 from mfuse.evaluation import ScoreSet, evaluate, per_class_accuracy
+from mfuse.evaluation.mechanism import pair_accuracies
 from mfuse.fileio import write_atomic
 from mfuse.reports.plots import (AmplificationExample, FusionExample, plot_amplification_examples, plot_confusion,
                                  plot_fusion_examples, plot_per_class_accuracy, plot_training_curves)
 from mfuse.reports.tables import PAPER_TABLES, Result, Table, TableSpec, build_table, write_table
 from mfuse.reports.train_log import read_train_log
+from mfuse.synthetic import ceiling, loss_floor
 
 #: Row labels, by score-set name (nets and late fusions).
 ROWS = {"spatial": "S", "spatial_amp": "S (amp)", "temporal": "T", "baseline_a": "baseline A",
@@ -45,6 +48,14 @@ CLAIMS = (("feature amplification (Table 1)", "spatial", "spatial_amp"),
 PAPER_DATASETS = {"ucf101": ("UCF101", 101), "hmdb51": ("HMDB51", 51)}
 PAPER_BACKBONES = {"cnn_m_2048": ("CNN-M", "basic"), "vgg19": ("VGG19", "VGG19")}
 NUM_EXAMPLES = 4
+#: Score sets with a designed ceiling on the synthetic set: name -> model kind of ``mfuse.synthetic.SEPARABLE``.
+CEILING_KINDS = {"spatial": "spatial", "temporal": "temporal", "spatial_amp": "spatial_amp", "S+T": "S+T",
+                 "Samp+T": "Samp+T", "mfuse_conv5": "fusion", "mfuse_fc7": "fusion"}
+#: Nets whose final training loss is set against chance and the designed floor: net -> model kind.
+LOSS_KINDS = {"spatial": "spatial", "spatial_amp": "spatial_amp", "temporal": "temporal", "baseline_a": "fusion",
+              "baseline_b": "fusion", "mfuse_conv5": "fusion", "mfuse_fc7": "fusion"}
+#: The late and multiplicative fusions compared on the binding pairs.
+BINDING_ROWS = ("S+T", "Samp+T", "mfuse_conv5", "mfuse_fc7")
 
 Runs = Mapping[tuple[int, int], Mapping[str, ScoreSet]]   # {(split, seed): {score-set name: scores}}
 
@@ -135,6 +146,89 @@ def claim_lines(acc: Mapping[str, list[float]]) -> list[str]:
     return lines
 
 
+def mean_std(values: Sequence[float], digits: int = 1) -> str:
+    """``mean ± std`` (sample std) of ``values``, or the value alone for one."""
+    values = np.asarray(values, dtype=float)
+    if len(values) > 1:
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    return f"{values.mean():.{digits}f}"
+
+
+def ceiling_lines(acc: Mapping[str, list[float]]) -> list[str]:
+    """A table: accuracy (mean ± std over seeds) against the ceiling the synthetic set was designed with."""
+    lines = ["| model | accuracy (%) | designed ceiling (%) | share of the ceiling |", "|---|---|---|---|"]
+    for name, kind in CEILING_KINDS.items():
+        values = 100 * np.asarray(acc[name])
+        lines.append(f"| {ROWS[name]} | {mean_std(values)} | {100 * ceiling(kind):.1f} | "
+                     f"{values.mean() / (100 * ceiling(kind)):.0%} |")
+    return lines
+
+
+def loss_lines(losses: Mapping[str, Sequence[float]], num_classes: int) -> list[str]:
+    """A table: final training loss (mean ± std over runs) against chance and the designed floor."""
+    lines = [f"| net | final training loss | chance (ln {num_classes}) | designed floor |", "|---|---|---|---|"]
+    for net, kind in LOSS_KINDS.items():
+        if losses.get(net):
+            lines.append(f"| {ROWS[net]} | {mean_std(losses[net], 2)} | {np.log(num_classes):.2f} | "
+                         f"{loss_floor(kind):.2f} |")
+    return lines
+
+
+def binding_lines(runs: Runs, classes: Sequence[str]) -> list[str]:
+    """A table: per-class accuracy (%, mean over the runs) on the binding pairs, late vs multiplicative fusion."""
+    per_class = {ROWS[name]: 100 * np.mean([per_class_accuracy(evaluate(scores[name]).confusion)
+                                            for scores in runs.values()], axis=0) for name in BINDING_ROWS}
+    lines = ["| binding pair | " + " | ".join(per_class) + " |", "|---|" + "---|" * len(per_class)]
+    for a, b, values in pair_accuracies(per_class, classes):
+        lines.append(f"| {a} / {b} | " + " | ".join(f"{va:.0f} / {vb:.0f}" for va, vb in values.values()) + " |")
+    return lines
+
+
+def gate_lines(gate: Mapping) -> list[str]:
+    """A table: the amplification gate on moving discs vs background (``mfuse.evaluation.mechanism.GateContrast``
+    fields and ``grid``)."""
+    grid = gate["grid"]
+    return ["| where | mean gate on moving discs | mean gate on the background | contrast |", "|---|---|---|---|",
+            f"| frames ({gate['frames']} test flow images) | {gate['moving']:.2f} | {gate['background']:.2f} | "
+            f"{gate['moving'] / gate['background']:.2f} |",
+            f"| {grid}x{grid} conv5 grid (centre crop) | {gate['grid_moving']:.2f} | {gate['grid_background']:.2f} | "
+            f"{gate['grid_moving'] / gate['grid_background']:.2f} |"]
+
+
+def timing_lines(timings: Mapping[str, float]) -> list[str]:
+    """A table: minutes per stage when it ran (``{stage: seconds}``, the recipe's stage names), the splits' and
+    seeds' stages summed per net (``split<k>/seed<s>/<stage>``)."""
+    totals: dict[str, float] = {}
+    for stage, seconds in timings.items():
+        parts = stage.split("/")
+        if len(parts) == 3:
+            step = parts[2]
+            stage = ("test (every net)" if step.startswith(("test_", "heldout_")) else
+                     "initialisation (surgery)" if step.startswith("init_") else
+                     "nets and solvers" if step == "nets" else "late fusion" if step == "fusion" else f"train {step}")
+        totals[stage] = totals.get(stage, 0.0) + seconds
+    lines = ["| stage | minutes (every split and seed) |", "|---|---|"]
+    lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in totals.items()]
+    return lines + [f"| total | {sum(totals.values()) / 60:.1f} |"]
+
+
+def mechanism_lines(runs: Runs, classes: Sequence[str], acc: Mapping[str, list[float]],
+                    mechanism: Mapping) -> list[str]:
+    """The synthetic set's mechanism section (``mechanism``: ``gate`` or None with ``gate_note``, ``losses``)."""
+    gate = (gate_lines(mechanism["gate"]) if mechanism.get("gate") else
+            [f"Not measured: {mechanism.get('gate_note', 'no magnitude store')}."])
+    return ["## Mechanism check", "",
+            "Accuracy against what a perfect model of each kind reaches on this data (by design, "
+            "`mfuse.synthetic.SEPARABLE`):", "", *ceiling_lines(acc), "",
+            "Training loss (smoothed, last displayed iterations; mean ± std over the runs) against chance and "
+            "against the lowest loss a perfect model of the kind reaches:", "",
+            *loss_lines(mechanism["losses"], len(classes)), "",
+            "The amplification gate `offset + scale * magnitude` (FlowAmplify's defaults) on the test videos, from "
+            "the generator's disc masks (moving discs vs pixels with no disc):", "", *gate, "",
+            "Per-class accuracy (%) on the binding pairs (same discs, same motions, only which disc does what "
+            "differs), mean over the runs:", "", *binding_lines(runs, classes), ""]
+
+
 def example_videos(scores: ScoreSet, count: int = NUM_EXAMPLES) -> list[str]:
     """Up to ``count`` video ids spread over the sorted ids of ``scores`` (the Figure 3/4 examples)."""
     order = np.argsort([v for v in scores.video_ids])[:: max(1, len(scores) // count)][:count]
@@ -198,7 +292,8 @@ def describe(about: Mapping, num_classes: int, num_test: Mapping[int, int]) -> s
 
 
 def write_report(out: Path, about: Mapping, runs: Runs, classes: Sequence[str],
-                 examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path]) -> Path:
+                 examples: Mapping[str, tuple[np.ndarray, np.ndarray]], logs: Sequence[Path],
+                 mechanism: Mapping | None = None, timings: Mapping[str, float] | None = None) -> Path:
     """Writes every table (md/csv) per split (``split<k>/``) and over the splits (``mean/``), ``results.json``,
     the pictures and ``results.md`` into ``out``; returns results.md.
 
@@ -207,6 +302,8 @@ def write_report(out: Path, about: Mapping, runs: Runs, classes: Sequence[str],
         runs: ``{(split, seed): {name: ScoreSet}}``, names among ``ROWS`` (each split and seed the same names).
         classes: class names in label order.
         examples, logs: the first split and seed's example images and training logs (see :func:`write_pictures`).
+        mechanism: the synthetic set's mechanism measurements (see :func:`mechanism_lines`), or None.
+        timings: ``{stage: seconds}`` of the stages when they ran, or None.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,10 +327,13 @@ def write_report(out: Path, about: Mapping, runs: Runs, classes: Sequence[str],
     pictures = write_pictures(runs[first], classes, examples, logs, f"split {first[0]}, seed {first[1]}", out)
     num_test = {split: len(next(iter(runs[(split, seed)].values()))) for split, seed in runs}
     write_atomic(out / "results.json", json.dumps(
-        {"about": dict(about), "classes": list(classes), "accuracy": acc,
+        {"about": dict(about), "classes": list(classes), "accuracy": acc, "mechanism": mechanism,
+         "timings": timings,
          "per_split": {f"split{k}/seed{s}": {name: evaluate(v).accuracy for name, v in scores.items()}
                        for (k, s), scores in sorted(runs.items())}}, indent=2))
     lines = [f"# mfuse results: {about['format']}, {about['backbone']}", "", describe(about, len(classes), num_test),
              "", *sections, "## The paper's claims on this data", *claim_lines(acc), "",
-             f"## Pictures (split {first[0]}, seed {first[1]})", *[f"- `{p.name}`" for p in pictures], ""]
+             *(mechanism_lines(runs, classes, acc, mechanism) if mechanism else []),
+             f"## Pictures (split {first[0]}, seed {first[1]})", *[f"- `{p.name}`" for p in pictures], "",
+             *(["## Time per stage", "", *timing_lines(timings), ""] if timings else [])]
     return write_atomic(out / "results.md", "\n".join(lines))

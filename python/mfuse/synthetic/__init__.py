@@ -16,11 +16,13 @@ Example::
 
 from __future__ import annotations
 
-from mfuse.synthetic.classes import (APPEARANCE_CONFUSED, BINDING_CONFUSED, CLASSES, MOTION_CONFUSED, ActionClass,
-                                     class_names)
-from mfuse.synthetic.generator import SyntheticConfig, SyntheticDataset, generate, plan_videos, render_video
+from mfuse.synthetic.classes import (APPEARANCE_CONFUSED, BINDING_CONFUSED, CLASSES, MOTION_CONFUSED, SEPARABLE,
+                                     ActionClass, ceiling, class_names, loss_floor)
+from mfuse.synthetic.generator import (SyntheticConfig, SyntheticDataset, generate, plan_videos, read_masks,
+                                       render_video)
 from mfuse.synthetic.layout import HMDB51_SPLIT_DIR, LAYOUTS, UCF101_LIST_DIR, SyntheticVideo, groups_tested
 
 __all__ = ["APPEARANCE_CONFUSED", "BINDING_CONFUSED", "CLASSES", "HMDB51_SPLIT_DIR", "LAYOUTS", "MOTION_CONFUSED",
-           "UCF101_LIST_DIR", "ActionClass", "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "class_names",
-           "generate", "groups_tested", "plan_videos", "render_video"]
+           "SEPARABLE", "UCF101_LIST_DIR", "ActionClass", "SyntheticConfig", "SyntheticDataset", "SyntheticVideo",
+           "ceiling", "class_names", "generate", "groups_tested", "loss_floor", "plan_videos", "read_masks",
+           "render_video"]

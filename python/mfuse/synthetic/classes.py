@@ -27,6 +27,7 @@ class folder names) layouts give every class the same 0-based label.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -68,6 +69,44 @@ APPEARANCE_CONFUSED = (("RedSwing", "RedBounce"), ("BlueSwing", "BlueBounce"))
 MOTION_CONFUSED = (("RedOrbit", "BlueOrbit"),)
 BINDING_CONFUSED = (("RedSwing", "BlueSwing"), ("RedBounce", "BlueBounce"),
                     ("RedSwingBlueBounce", "RedBounceBlueSwing"))
+
+
+#: What a perfect model of each kind can tell apart, by design: a partition of the classes (UCF101 names).
+#: Inside a group it can only guess. ``spatial``: one frame shows which discs are there; ``temporal``: the
+#: flow shows the set of motions, not which disc makes them; ``spatial_amp``: the frame with its moving
+#: discs emphasised shows which colour(s) move; ``S+T`` / ``Samp+T``: the intersections of two partitions
+#: (late averaging cannot bind); ``fusion``: spatially aligned conv maps can bind colour to motion.
+SEPARABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "spatial": (("BlueBounce", "BlueSwing", "RedBounce", "RedBounceBlueSwing", "RedSwing", "RedSwingBlueBounce"),
+                ("BlueOrbit",), ("RedOrbit",)),
+    "temporal": (("BlueBounce", "RedBounce"), ("BlueSwing", "RedSwing"), ("RedBounceBlueSwing", "RedSwingBlueBounce"),
+                 ("BlueOrbit", "RedOrbit")),
+    "spatial_amp": (("RedBounce", "RedSwing"), ("BlueBounce", "BlueSwing"), ("RedBounceBlueSwing", "RedSwingBlueBounce"),
+                    ("BlueOrbit",), ("RedOrbit",)),
+    "S+T": (("BlueBounce", "RedBounce"), ("BlueSwing", "RedSwing"), ("RedBounceBlueSwing", "RedSwingBlueBounce"),
+            ("BlueOrbit",), ("RedOrbit",)),
+    "Samp+T": (("BlueBounce",), ("RedBounce",), ("BlueSwing",), ("RedSwing",),
+               ("RedBounceBlueSwing", "RedSwingBlueBounce"), ("BlueOrbit",), ("RedOrbit",)),
+    "fusion": tuple((c.name,) for c in CLASSES),
+}
+
+
+def ceiling(kind: str) -> float:
+    """Top-1 accuracy of a perfect model of ``kind`` (a key of ``SEPARABLE``) on balanced classes: it is right
+    on 1/|g| of the videos of every group g, so the accuracy is (number of groups) / (number of classes)."""
+    return len(_partition(kind)) / len(CLASSES)
+
+
+def loss_floor(kind: str) -> float:
+    """The lowest mean cross-entropy a model of ``kind`` can reach on balanced classes: sum over its groups
+    of |g|/N * ln |g| (uniform over the classes it cannot separate); chance is ln N."""
+    return float(sum(len(g) / len(CLASSES) * math.log(len(g)) for g in _partition(kind)))
+
+
+def _partition(kind: str) -> tuple[tuple[str, ...], ...]:
+    if kind not in SEPARABLE:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(SEPARABLE)}")
+    return SEPARABLE[kind]
 
 
 def class_names(layout: str = "ucf101") -> list[str]:

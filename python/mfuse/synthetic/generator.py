@@ -1,4 +1,5 @@
-"""Generate the synthetic dataset: videos (MJPG ``.avi``), split lists and a manifest.
+"""Generate the synthetic dataset: videos (MJPG ``.avi``), the discs' masks (``masks/<video_id>.npz``), split
+lists and a manifest.
 
 Determinism: every random choice comes from ``numpy.random.default_rng`` seeded by
 ``SeedSequence([seed, ...])`` keyed on what it decides (the scene of a group; the clip of a class, group
@@ -26,10 +27,12 @@ from tqdm import tqdm
 from mfuse.fileio import atomic_path, write_atomic
 from mfuse.synthetic.classes import CLASSES, class_names
 from mfuse.synthetic.layout import LAYOUTS, SyntheticVideo, split_block_size, video_relpath, write_lists
-from mfuse.synthetic.render import make_scene, render_clip
+from mfuse.synthetic.render import MASK_VALUES, Clip, make_scene, render_clip
 
 MANIFEST = "synthetic.json"
-GENERATOR_VERSION = 1
+#: Folder of the disc masks under the dataset root: ``masks/<video_id>.npz`` (see :func:`read_masks`).
+MASKS_DIR = "masks"
+GENERATOR_VERSION = 2
 _SCENE_KEY = 1
 _CLIP_KEY = 2
 
@@ -40,7 +43,7 @@ class SyntheticConfig:
 
     num_groups: int = 7
     clips_per_group: int = 3
-    size: tuple[int, int] = (64, 48)
+    size: tuple[int, int] = (96, 72)
     num_frames: int = 20
     seed: int = 0
     layout: str = "ucf101"
@@ -89,8 +92,8 @@ def clip_rng(seed: int, label: int, group: int, clip: int) -> np.random.Generato
     return np.random.default_rng(np.random.SeedSequence([seed, _CLIP_KEY, label, group, clip]))
 
 
-def render_video(config: SyntheticConfig, video: SyntheticVideo) -> list[np.ndarray]:
-    """The frames (H x W x 3 uint8 BGR) of one planned video."""
+def render_video(config: SyntheticConfig, video: SyntheticVideo) -> Clip:
+    """The frames (H x W x 3 uint8 BGR) and disc masks of one planned video."""
     scene = make_scene(scene_rng(config.seed, video.group), config.size)
     rng = clip_rng(config.seed, video.label, video.group, video.clip)
     return render_clip(rng, CLASSES[video.label], scene, config.num_frames)
@@ -110,6 +113,32 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
             writer.release()
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"OpenCV wrote no data for {path}")
+
+
+def mask_path(root: str | os.PathLike, video_id: str) -> Path:
+    """Where the masks of ``video_id`` (relative path without extension) are stored."""
+    return Path(root) / MASKS_DIR / f"{video_id}.npz"
+
+
+def write_masks(path: Path, clip: Clip) -> None:
+    """``clip.masks`` and which discs move, compressed, atomically."""
+    colours = sorted(clip.moving)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, masks=clip.masks, colours=np.array(colours),
+                            moving=np.array([clip.moving[c] for c in colours]))
+
+
+def read_masks(root: str | os.PathLike, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(masks, moving_mask) of a generated video: (T, H, W) uint8 disc values (``render.MASK_VALUES``, 0 =
+    background) and (T, H, W) bool pixels of a moving disc. Frame t of the video is index t - 1."""
+    path = mask_path(root, video_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"no masks for video {video_id} at {path} (datasets of generator version >= 2 "
+                                "have them)")
+    with np.load(path) as data:
+        masks = data["masks"]
+        values = [MASK_VALUES[str(c)] for c, moves in zip(data["colours"], data["moving"]) if moves]
+    return masks, np.isin(masks, values)
 
 
 def _manifest(config: SyntheticConfig, classes: list[str]) -> dict:
@@ -148,7 +177,9 @@ def generate(root: str | os.PathLike, config: SyntheticConfig = SyntheticConfig(
     if _prepare_root(root, manifest, overwrite):
         return dataset
     for video in tqdm(videos, desc="synthetic videos", unit="video", disable=not progress):
-        write_video(root / video.relpath, render_video(config, video), config.fps)
+        clip = render_video(config, video)
+        write_video(root / video.relpath, clip.frames, config.fps)
+        write_masks(mask_path(root, video.video_id), clip)
     write_lists(config.layout, root, classes, videos, config.num_groups)
     write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return dataset

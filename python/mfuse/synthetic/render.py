@@ -3,14 +3,16 @@
 Geometry is expressed relative to the frame height ``H`` so that every ``size`` gives the same task:
 
 - disc radius ``r``: 0.09-0.11 H, one value per scene (group), shared by both discs;
-- oscillation amplitude ``A``: 0.12-0.18 H (an orbit has radius 0.8 A), period 14-22 frames, random
-  phase: at 64x48 the discs move up to about 4 px per frame;
+- oscillation amplitude ``A``: 0.12-0.18 H (an orbit has radius 0.8 A), period 10-16 frames, random
+  phase: at 96x72 a moving disc moves about 3 px per frame on average, up to about 8;
 - camera jitter: a smooth random walk of the whole frame, steps N(0, 0.012 H), within +-0.04 H;
 - sensor noise: Gaussian, sigma 3 grey levels per channel and frame; global gain 0.9-1.1 per clip.
 
 The background is smooth multi-octave noise with a slight colour tint (low saturation, grey level
 145-190 with a contrast of 10-16), darker discs (grey level about 97) stand out in grey level; the red
 (BGR 40, 50, 210) and blue (BGR 210, 108, 30) discs are isoluminant (grey 96.7 and 96.3).
+
+Every clip comes with its discs' masks (:class:`Clip`), rendered with the same geometry and camera shift.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 from mfuse.synthetic.classes import ActionClass
 
 DISC_BGR = {"red": (40, 50, 210), "blue": (210, 108, 30)}
+#: Values of the object masks (:class:`Clip`): 0 is the background, then one value per disc colour.
+MASK_VALUES = {"red": 1, "blue": 2}
 _SUBPIXEL_BITS = 4
 _MIN_GAP = 2.0  # pixels between the swept boxes of two discs
 _MAX_PLACEMENT_TRIES = 2000
@@ -98,7 +102,7 @@ def _random_motion(rng: np.random.Generator, motion: str, height: int) -> DiscMo
     if motion == "orbit":
         amplitude *= 0.8
     return DiscMotion(motion=motion, centre=(0.0, 0.0), amplitude=float(amplitude),
-                      period=float(rng.uniform(14.0, 22.0)), phase=float(rng.uniform(0.0, 2.0 * np.pi)),
+                      period=float(rng.uniform(10.0, 16.0)), phase=float(rng.uniform(0.0, 2.0 * np.pi)),
                       clockwise=bool(rng.integers(2)))
 
 
@@ -145,24 +149,54 @@ def camera_jitter(rng: np.random.Generator, num_frames: int, height: int) -> np.
     return np.clip(np.cumsum(steps, axis=0), -0.04 * height, 0.04 * height)
 
 
-def render_clip(rng: np.random.Generator, action: ActionClass, scene: Scene, num_frames: int) -> list[np.ndarray]:
-    """``num_frames`` frames (H x W x 3 uint8 BGR) of one clip of ``action`` in ``scene``."""
+@dataclass(frozen=True)
+class Clip:
+    """One rendered clip.
+
+    ``frames``: ``num_frames`` arrays H x W x 3 uint8 BGR; ``masks``: (num_frames, H, W) uint8, the disc
+    under every pixel (``MASK_VALUES``; 0 = background), after the same camera shift as the frame (nearest
+    neighbour, the disc's exact edge without anti-aliasing); ``moving``: colour -> whether that disc moves.
+    """
+
+    frames: list[np.ndarray]
+    masks: np.ndarray
+    moving: dict[str, bool]
+
+    def moving_mask(self) -> np.ndarray:
+        """(num_frames, H, W) bool: pixels covered by a disc that moves."""
+        values = [MASK_VALUES[colour] for colour, moves in self.moving.items() if moves]
+        return np.isin(self.masks, values)
+
+    def background_mask(self) -> np.ndarray:
+        """(num_frames, H, W) bool: pixels covered by no disc."""
+        return self.masks == 0
+
+
+def render_clip(rng: np.random.Generator, action: ActionClass, scene: Scene, num_frames: int) -> Clip:
+    """``num_frames`` frames of one clip of ``action`` in ``scene``, with the discs' masks."""
     height, width = scene.background.shape[:2]
     discs = place_discs(rng, action, (width, height), scene.radius)
     tracks = {colour: disc.positions(num_frames) for colour, disc in discs.items()}
     jitter = camera_jitter(rng, num_frames, height)
     gain = rng.uniform(0.9, 1.1)
     scale = 1 << _SUBPIXEL_BITS
-    frames = []
+    frames, masks = [], np.zeros((num_frames, height, width), np.uint8)
     for t in range(num_frames):
         canvas = scene.background.copy()
+        labels = np.zeros((height, width), np.uint8)
         for colour, track in tracks.items():
             centre = tuple(int(round(v * scale)) for v in track[t])
-            cv2.circle(canvas, centre, int(round(scene.radius * scale)), DISC_BGR[colour], thickness=-1,
-                       lineType=cv2.LINE_AA, shift=_SUBPIXEL_BITS)
+            radius = int(round(scene.radius * scale))
+            cv2.circle(canvas, centre, radius, DISC_BGR[colour], thickness=-1, lineType=cv2.LINE_AA,
+                       shift=_SUBPIXEL_BITS)
+            cv2.circle(labels, centre, radius, MASK_VALUES[colour], thickness=-1, lineType=cv2.LINE_8,
+                       shift=_SUBPIXEL_BITS)
         shift = np.float32([[1, 0, jitter[t, 0]], [0, 1, jitter[t, 1]]])
         moved = cv2.warpAffine(canvas, shift, (width, height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT_101)
+        masks[t] = cv2.warpAffine(labels, shift, (width, height), flags=cv2.INTER_NEAREST,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         noisy = moved.astype(np.float32) * gain + rng.normal(0.0, 3.0, size=moved.shape)
         frames.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
-    return frames
+    moving = {colour: disc.motion != "still" for colour, disc in discs.items()}
+    return Clip(frames=frames, masks=masks, moving=moving)
