@@ -5,8 +5,8 @@ benchmark records that ``mfuse.recipe.estimates`` reads for the plans of later r
         --write benchmarks/results/<date>-cpu-tiny-recipe-stages.json
 
 Per training stage: seconds per iteration at the schedule's batch (startup included, the data layer included:
-what a real run takes); per test stage: seconds per video of the run's protocol; the data preparation: core
-seconds per frame at the run's frame size and flow algorithm. One record per stage of the first split and seed
+what a real run takes; the pretraining stand-in's images included); per test stage: seconds per video of the
+run's protocol; the data preparation: core seconds per frame at the run's frame size and flow algorithm. One record per stage of the first split and seed
 that ran it.
 """
 from __future__ import annotations
@@ -43,6 +43,14 @@ def records(run: Path, device: str) -> list[dict]:
                       "frame_size": [meta["width"], meta["height"]], "frames": summary["frames"],
                       "workers": workers, "seconds": data["seconds"],
                       "core_s_per_frame": data["seconds"] * workers / summary["frames"]})
+    pretrain = run / "provenance" / "pretrain.json"
+    if pretrain.is_file() and json.loads(pretrain.read_text())["seconds"] > 0:
+        record = json.loads(pretrain.read_text())
+        schedule = record["settings"]["config"]["schedule"]
+        found.append({"bench": "recipe_stage", "mode": "cpu", "backbone": backbone, "device": device,
+                      "run": str(run), "stage": "pretrain", "kind": "train", "name": "pretrain",
+                      "iterations": schedule["max_iter"], "samples_per_iteration": schedule["batch"],
+                      "seconds": record["seconds"], "s_per_iteration": record["seconds"] / schedule["max_iter"]})
     for path in sorted((run / "provenance").glob("split*/seed*/*.json")):
         record = json.loads(path.read_text())
         name = path.stem

@@ -137,5 +137,5 @@ def test_missing_video_gpu_and_disk_problems(ucf101, tmp_path, monkeypatch):
 
 def test_the_demo_plan():
     plan = dry_run(load_experiment(ROOT / "experiments" / "demo.toml"))
-    assert "dataset: synthetic, 8 classes, 168 videos" in plan and "split 1: 120 training videos, 48 test" in plan
+    assert "dataset: synthetic, 8 classes, 256 videos" in plan and "split 1: 192 training videos, 64 test" in plan
     assert "tools/make_synthetic.py" in plan and "split1/seed3/mfuse_fc7" in plan and "heldout_" not in plan
