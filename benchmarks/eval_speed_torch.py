@@ -96,8 +96,8 @@ def main():
     stream = [videos[i % len(videos)] for i in range(args.videos + 1)]
     protocol = Protocol(crop_size=224)
     records = []
-    for precision in args.precisions.split(","):
-        settings = set_precision(precision)
+    for precision, benchmark in [(p, b) for p in args.precisions.split(",") for b in (False, True)]:
+        settings = {**set_precision(precision, benchmark), "cudnn_benchmark": benchmark}
         torch.manual_seed(1)
         model = build("spatial_test25x10")[0].to(device).eval()
         seconds = pipeline(model, protocol_crops(stores, stream, protocol), workers, args.videos, device)

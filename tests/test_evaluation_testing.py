@@ -12,11 +12,13 @@ import pytest
 from mfuse.evaluation.scores import load_scores
 from mfuse.evaluation.testing import (Protocol, evaluate_net, forward_crops, load_test_net, net_geometry,
                                       protocol_crops, protocol_for, score_videos, video_crops)
+from mfuse.nets.backbones import get_backbone
 from mfuse.sampling import InputGeometry, sample_positions
 from mfuse.stores.reader import open_frame_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "prototxt" / "tiny"
+TINY_CROP = get_backbone("tiny").crop_size
 
 
 def test_protocol_takes_the_nets_crop_size_and_refuses_another():
@@ -32,8 +34,10 @@ def test_protocol_takes_the_nets_crop_size_and_refuses_another():
 
 
 def test_net_geometry_reads_the_input_blobs(load_net):
-    assert net_geometry(load_net(str(TINY / "temporal_deploy.prototxt"))) == InputGeometry(("flow",), 48, 10)
-    assert net_geometry(load_net(str(TINY / "spatial_amp_deploy.prototxt"))) == InputGeometry(("rgb", "mag"), 48)
+    assert net_geometry(load_net(str(TINY / "temporal_deploy.prototxt"))) == \
+        InputGeometry(("flow",), TINY_CROP, 10)
+    assert net_geometry(load_net(str(TINY / "spatial_amp_deploy.prototxt"))) == \
+        InputGeometry(("rgb", "mag"), TINY_CROP)
 
 
 def test_video_crops_are_frame_major_and_pair_rgb_as_asked(tiny_data_root):
@@ -49,18 +53,19 @@ def test_video_crops_are_frame_major_and_pair_rgb_as_asked(tiny_data_root):
     centre = video_crops(stores, video.video_id, video.num_frames,
                          Protocol(frames=3, crop_mode="center", crop_size=40, rgb_at_stack_centre=True))
     later = stores["rgb"].get_image(video.video_id, min(t + 5, video.num_frames)).astype(np.float32)
-    np.testing.assert_array_equal(centre["rgb"][1], (later[4:44, 12:52] - [104, 117, 123]).transpose(2, 0, 1))
+    top, left = (later.shape[0] - 40) // 2, (later.shape[1] - 40) // 2
+    np.testing.assert_array_equal(centre["rgb"][1], (later[top:top + 40, left:left + 40] - [104, 117, 123]).transpose(2, 0, 1))
 
 
 def test_evaluate_net_uses_the_nets_crop_size(tiny_data_root, load_net, tmp_path):
     net = load_net(str(TINY / "spatial_deploy.prototxt"))
     stores = open_frame_stores(tiny_data_root, 1, "test", ["rgb"])
-    with pytest.raises(ValueError, match="crop size 40 disagrees with the net, whose inputs are 48x48"):
+    with pytest.raises(ValueError, match=f"crop size 40 disagrees with the net, whose inputs are {TINY_CROP}x"):
         evaluate_net(net, stores, tmp_path / "bad.npz", {"split": 1, "subset": "test"}, Protocol(crop_size=40))
     assert not (tmp_path / "bad.npz").exists()
     scores = evaluate_net(net, stores, tmp_path / "s.npz", {"split": 1, "subset": "test"},
                           Protocol(frames=2, crop_mode="center"), progress=False)
-    assert load_scores(tmp_path / "s.npz").meta["protocol"]["crop_size"] == 48
+    assert load_scores(tmp_path / "s.npz").meta["protocol"]["crop_size"] == TINY_CROP
     assert scores.frame_scores.shape[1:3] == (2, 1) and len(scores) == len(stores["rgb"].index.videos)
 
 
@@ -72,7 +77,7 @@ def test_test_net_cli_refuses_a_crop_size_the_deploy_net_does_not_take(tmp_path)
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.strip() == \
-        f"error: crop size 224 disagrees with {deploy}, whose inputs are 48x48"
+        f"error: crop size 224 disagrees with {deploy}, whose inputs are {TINY_CROP}x{TINY_CROP}"
     assert not (tmp_path / "s.npz").exists()
 
 
@@ -135,7 +140,7 @@ def test_test_net_takes_the_crop_size_from_the_deploy_net_and_refuses_another_ru
     result = run_test_net(*common, "--weights", tiny_weights["spatial"])
     assert result.returncode == 0, result.stderr[-2000:]
     scores = load_scores(out)
-    assert scores.meta["protocol"]["crop_size"] == 48  # no --crop-size: the deploy net's 48, not 224
+    assert scores.meta["protocol"]["crop_size"] == TINY_CROP  # no --crop-size: the deploy net's, not 224
     assert scores.meta["weights_sha256"] == hashlib.sha256(tiny_weights["spatial"].read_bytes()).hexdigest()
     assert scores.meta["deploy_sha256"] == hashlib.sha256(deploy.read_bytes()).hexdigest()
     partial = tmp_path / "s.npz.partial.npz"

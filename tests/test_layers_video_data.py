@@ -118,7 +118,7 @@ def test_missing_source_names_the_path(tmp_path):
 
 
 def test_crop_larger_than_frames_is_refused(data_root):
-    loader = loader_from_params(params(data_root, crop_size=60))
+    loader = loader_from_params(params(data_root, crop_size=80))  # the frames are 96 x 72
     with pytest.raises(ValueError, match="does not fit"):
         loader.next_batch()
 

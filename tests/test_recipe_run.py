@@ -210,13 +210,13 @@ def test_test_net_and_fuse_scores_clis(run, tmp_path):
     _, out, _, _ = run
     seed = seed_dir(out, 1)
     outputs = {}
-    for net, crop_size in (("spatial", ["--crop-size", 48]), ("temporal", [])):  # default: the net's 48
+    for net, crop_size in (("spatial", ["--crop-size", 64]), ("temporal", [])):  # default: the net's 64
         target = tmp_path / f"{net}.npz"
         report = run_tool(TOOLS / "test_net.py", "--deploy", seed / "prototxt" / f"{net}_deploy.prototxt",
                           "--weights", seed / "runs" / net / "snap_iter_4.caffemodel", "--data", out / "data",
                           "--out", target, "--frames", 2, "--crops", "center", *crop_size)
         scores = load_scores(target)
-        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 48
+        assert scores.frame_scores.shape[1:3] == (2, 1) and scores.meta["protocol"]["crop_size"] == 64
         assert report["accuracy"] == pytest.approx(evaluate(scores).accuracy)
         outputs[net] = target
     fused = run_tool(TOOLS / "fuse_scores.py", f"spatial={outputs['spatial']}", f"temporal={outputs['temporal']}",
@@ -235,7 +235,7 @@ def test_evaluation_checkpoints_into_a_new_folder_and_resumes(run, tmp_path):
     net = caffe.Net(str(seed / "prototxt" / "spatial_deploy.prototxt"),
                     str(seed / "runs" / "spatial" / "snap_iter_4.caffemodel"), caffe.TEST)
     stores = {"rgb": open_frame_store(out / "data", 1, "test", "rgb")}
-    protocol = Protocol(frames=2, crop_mode="center", crop_size=48)
+    protocol = Protocol(frames=2, crop_mode="center", crop_size=64)
     target = tmp_path / "new" / "folder" / "spatial.npz"
     meta = {"split": 1, "subset": "test"}
     whole = evaluate_net(net, stores, target, meta, protocol, checkpoint_every=1, progress=False)
