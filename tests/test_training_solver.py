@@ -119,6 +119,15 @@ def test_rank_solver_divides_iter_size(tmp_path):
     written = load_solver(out)
     assert (written.iter_size, written.net, written.random_seed, written.max_iter) == (2, "net.prototxt", 3, 4)
     assert out.read_text().startswith("# ")
+    assert written.HasField("layer_wise_reduce") and not written.layer_wise_reduce  # one all-reduce per iteration
+
+
+def test_rank_solver_keeps_a_layer_wise_reduce_the_solver_sets(tmp_path):
+    solver = write_pair(tmp_path, 'layer { name: "d" type: "Data" top: "data" data_param { batch_size: 8 } }\n',
+                        extra="layer_wise_reduce: true\n")
+    out = write_rank_solver(solver, plan_batch(solver, 2, BATCH_PER_GPU, tmp_path), tmp_path / "rank.prototxt",
+                            tmp_path)
+    assert load_solver(out).layer_wise_reduce
 
 
 def test_rank_solver_divides_the_batch_of_the_train_layer_only(tmp_path):
