@@ -139,3 +139,16 @@ def test_the_demo_plan():
     plan = dry_run(load_experiment(ROOT / "experiments" / "demo.toml"))
     assert "dataset: synthetic, 8 classes, 256 videos" in plan and "split 1: 192 training videos, 64 test" in plan
     assert "tools/make_synthetic.py" in plan and "split1/seed3/mfuse_fc7" in plan and "heldout_" not in plan
+
+
+def test_gpus_take_train_pys_comma_form_and_space_separated_ids(tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(f'out = "{tmp_path / "run"}"\n[dataset]\nformat = "synthetic"\n[model]\nbackbone = "tiny"\n')
+    for gpus in (["0,1"], ["0", "1"]):
+        done = run_cli(experiment, "--dry-run", "--gpus", *gpus)
+        if done.returncode == 0:    # a machine with 2 GPUs or more
+            assert "--gpus 0,1" in done.stdout
+        else:                        # here: the check names the two ids it read
+            assert "train.gpus: [0, 1] asked for" in done.stderr, done.stderr[-800:]
+    done = run_cli(experiment, "--dry-run", "--gpus", "0,x")
+    assert done.returncode == 2 and "'0,x' is not a GPU id or a comma-separated list of them" in done.stderr

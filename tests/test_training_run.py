@@ -229,3 +229,19 @@ def test_tool_refuses_malformed_gpus(gpus, code, message):
     result = tool(ROOT / "prototxt/tiny/spatial_solver.prototxt", "--gpus", gpus)
     assert result.returncode == code
     assert result.stderr.strip().splitlines()[-1] == message or message in result.stderr.strip().splitlines()[-1]
+
+
+def test_caffe_binary_is_the_venvs_launcher_else_the_one_on_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bundle" / "bin"))
+    with pytest.raises(FileNotFoundError, match="no caffe is on PATH: run tools/setup.sh"):
+        run_module.caffe_binary()
+    bundled = tmp_path / "bundle" / "bin" / "caffe"
+    bundled.parent.mkdir(parents=True)
+    bundled.write_text("#!/bin/sh\n")
+    bundled.chmod(0o755)
+    assert run_module.caffe_binary() == bundled
+    launcher = tmp_path / "venv" / "bin" / "caffe"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text("#!/bin/sh\n")
+    assert run_module.caffe_binary() == launcher

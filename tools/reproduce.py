@@ -20,6 +20,14 @@ from mfuse.conventions import GLOG_LEVEL_ENV, SPLITS
 from mfuse.prep.flow import ALGORITHMS
 
 
+def gpu_ids(text: str) -> list[int]:
+    """``"0,1"`` -> ``[0, 1]``; ``"0"`` -> ``[0]``."""
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GPU id or a comma-separated list of them") from None
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", nargs="?", type=Path, help="experiment file (TOML), e.g. experiments/demo.toml")
@@ -35,12 +43,16 @@ def parse_args(argv=None):
     parser.add_argument("--backbone", help="cnn_m_2048, vgg19 or tiny")
     parser.add_argument("--imagenet", help="ImageNet caffemodel of the backbone ('none': from scratch)")
     parser.add_argument("--fusion-activation", help="NONE (the paper's formula) or RELU (the authors' code)")
-    parser.add_argument("--gpus", type=int, nargs="*", help="GPU ids (none given: CPU)")
+    parser.add_argument("--gpus", type=gpu_ids, nargs="*", metavar="IDS",
+                        help="GPU ids, as 0,1 (tools/train.py's form) or 0 1 (none given: CPU)")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds")
     parser.add_argument("--heldout-fraction", type=float, help="share of each train list held out for the fusion "
                                                                "weight search (0: none, as the paper)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.gpus is not None:
+        args.gpus = [gpu for ids in args.gpus for gpu in ids]
+    return args
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ rank 0; any rank's failure stops all with its message). How the batch spreads ov
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,11 +71,16 @@ def rank_log(log_path: Path, rank: int) -> Path:
 
 
 def caffe_binary() -> Path:
-    """The launcher of the fork's ``caffe`` in the running venv."""
+    """The fork's ``caffe``: the launcher in the running venv (tools/setup.sh makes it), else the ``caffe`` on
+    PATH (the GPU machine's device bundle puts its own first there, docs/gpu.md)."""
     launcher = Path(sys.prefix) / "bin" / "caffe"
-    if not launcher.exists():
-        raise FileNotFoundError(f"{launcher} is missing: run tools/setup.sh")
-    return launcher
+    if launcher.exists():
+        return launcher
+    found = shutil.which("caffe")
+    if found is None:
+        raise FileNotFoundError(f"{launcher} is missing and no caffe is on PATH: run tools/setup.sh (or source "
+                                "the device bundle's env.sh)")
+    return Path(found)
 
 
 def train(solver_path: str | Path, log_path: str | Path | None = None, weights: str | Path | None = None,
