@@ -10,6 +10,8 @@ Usage::
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import Pool
@@ -30,6 +32,16 @@ def _init_worker() -> None:
     die_with_parent()
 
 
+def check_spawnable_main() -> None:
+    """Spawned workers re-import the main script by its path; a script read from standard input (``python -``)
+    has none, its workers die at start and ``multiprocessing.Pool`` restarts them forever (a silent hang).
+    Raises RuntimeError saying so instead."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        raise RuntimeError(f"worker processes cannot start: the main script {main_file!r} is not a file they can "
+                           "import (a script read from standard input?); save it to a file, or use 1 worker")
+
+
 @contextmanager
 def worker_pool(workers: int) -> Iterator[Pool | None]:
     """A pool of ``workers`` processes, or None (run inline) when ``workers == 1``.
@@ -42,6 +54,7 @@ def worker_pool(workers: int) -> Iterator[Pool | None]:
     if workers == 1:
         yield None
         return
+    check_spawnable_main()
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         yield pool
 
