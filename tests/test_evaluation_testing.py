@@ -2,6 +2,7 @@
 and resumes only a run of the same weights; ``tools/test_net.py`` refuses a crop size the deploy net does not
 take, weights that do not fit it and another run's partial file."""
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,18 @@ def test_batched_scoring_equals_one_forward_per_video(tiny_data_root, load_net, 
         assert scores.shape == (30, expected.shape[1])
         np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     assert len(got) == 3
+
+
+def test_a_gpu_test_asks_for_a_larger_cudnn_workspace_unless_set(monkeypatch):
+    from mfuse.evaluation import testing
+
+    monkeypatch.delenv("MFUSE_CUDNN_WORKSPACE_MB", raising=False)
+    monkeypatch.setattr(testing, "cuda_device_memory_mib", lambda gpu: {0: 81559, 1: 16000}[gpu])
+    testing.use_test_workspace(1)
+    assert os.environ["MFUSE_CUDNN_WORKSPACE_MB"] == "4000"     # a quarter of a 16 GB card
+    monkeypatch.delenv("MFUSE_CUDNN_WORKSPACE_MB")
+    testing.use_test_workspace(0)
+    assert os.environ["MFUSE_CUDNN_WORKSPACE_MB"] == str(testing.TEST_WORKSPACE_MIB)
+    monkeypatch.setenv("MFUSE_CUDNN_WORKSPACE_MB", "512")
+    testing.use_test_workspace(0)
+    assert os.environ["MFUSE_CUDNN_WORKSPACE_MB"] == "512"

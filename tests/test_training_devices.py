@@ -67,3 +67,14 @@ def test_no_driver_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(devices.ctypes, "CDLL", missing)
     with pytest.raises(GpuSelectionError, match="no NVIDIA driver on this machine"):
         cuda_device_count()
+
+
+def test_device_memory_without_a_driver_or_device_is_one_clear_error(monkeypatch):
+    from mfuse.training import devices
+
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(devices.ctypes, "CDLL", no_driver)
+    with pytest.raises(GpuSelectionError, match="no NVIDIA driver on this machine"):
+        devices.cuda_device_memory_mib(0)

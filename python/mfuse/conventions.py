@@ -61,6 +61,8 @@ FLOW_AMPLIFY_NORMALIZATIONS = ("NONE", "MEAN")
 START_BATCH_ENV = "MFUSE_DATA_START_BATCH"
 #: glog's minimum level (0 INFO .. 3 FATAL) for Caffe's logging.
 GLOG_LEVEL_ENV = "GLOG_minloglevel"
+#: The fork's cap on the cuDNN workspace of a device, in MiB (patch 0014; read once per process).
+CUDNN_WORKSPACE_ENV = "MFUSE_CUDNN_WORKSPACE_MB"
 
 
 def input_channels(modality: str, stack_length: int = STACK_LENGTH) -> int:

@@ -17,6 +17,7 @@ protocol are the same (:mod:`mfuse.evaluation.resume`); the final score file is 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -25,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mfuse.conventions import INPUT_BLOBS, MEANS, STACK_LENGTH
+from mfuse.conventions import CUDNN_WORKSPACE_ENV, INPUT_BLOBS, MEANS, STACK_LENGTH
 from mfuse.evaluation.aggregate import softmax
 from mfuse.evaluation.resume import PartialScores, run_identity
 from mfuse.evaluation.scores import ScoreSet, save_scores
 from mfuse.processes import ParallelProducer, default_workers
 from mfuse.sampling import InputGeometry, ProtocolCrops, input_threads, normalize, to_net_inputs
 from mfuse.stores.format import rgb_frame_count
+from mfuse.training.devices import cuda_device_memory_mib
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,23 @@ def protocol_for(protocol: Protocol, geometry: InputGeometry, source: str = "the
     return protocol
 
 
+#: cuDNN workspace (MiB, at most a quarter of the GPU) of a process that tests on a GPU, unless
+#: MFUSE_CUDNN_WORKSPACE_MB is set: the fastest algorithms for batches of 250 crops need more than the fork's 1 GiB
+#: default (VGG19 spatial 25 x 10 on an H100, TF32: 10.8 vs 4.5 videos/s; benchmarks/results/2026-11-26-data-path.md).
+#: The fork reads the setting once per process: a process that ran cuDNN before keeps its cap.
+TEST_WORKSPACE_MIB = 8192
+
+
+def use_test_workspace(gpu: int) -> None:
+    """Sets this process's cuDNN workspace cap (``MFUSE_CUDNN_WORKSPACE_MB``) to :data:`TEST_WORKSPACE_MIB`, at most
+    a quarter of GPU ``gpu``'s memory, unless the variable is set already."""
+    if CUDNN_WORKSPACE_ENV not in os.environ:
+        os.environ[CUDNN_WORKSPACE_ENV] = str(min(TEST_WORKSPACE_MIB, cuda_device_memory_mib(gpu) // 4))
+
+
 def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
-    """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu``; without ``weights`` the
-    prototxt's fillers initialise it (for timing).
+    """A pycaffe ``caffe.Net`` in TEST phase on the CPU (``gpu`` None) or GPU ``gpu`` (with the cuDNN workspace of
+    :data:`TEST_WORKSPACE_MIB`); without ``weights`` the prototxt's fillers initialise it (for timing).
 
     Raises:
         mfuse.surgery.SurgeryError: ``weights`` lacks a layer of the net that has parameters (Caffe would test
@@ -90,6 +106,7 @@ def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: in
     if gpu is None:
         caffe.set_mode_cpu()
     else:
+        use_test_workspace(gpu)
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
     net = caffe.Net(str(deploy), caffe.TEST)

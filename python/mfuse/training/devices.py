@@ -36,8 +36,8 @@ def parse_gpus(text: str) -> list[int] | str:
     return gpus
 
 
-def cuda_device_count() -> int:
-    """The GPUs the NVIDIA driver shows this process (0 when it shows none).
+def _driver():
+    """The NVIDIA driver library, initialised; None when it shows no GPU.
 
     Raises:
         GpuSelectionError: no NVIDIA driver here (``libcuda.so.1`` cannot be loaded) or it fails to start.
@@ -48,9 +48,35 @@ def cuda_device_count() -> int:
         raise GpuSelectionError(f"no NVIDIA driver on this machine (libcuda.so.1: {err})") from err
     status = driver.cuInit(0)
     if status == _CUDA_ERROR_NO_DEVICE:
-        return 0
+        return None
     if status != 0:
         raise GpuSelectionError(f"the NVIDIA driver failed to start (cuInit returned CUDA error {status})")
+    return driver
+
+
+def cuda_device_memory_mib(gpu: int) -> int:
+    """Total memory of CUDA device ``gpu`` in MiB, from the driver.
+
+    Raises:
+        GpuSelectionError: no driver, or no device ``gpu``.
+    """
+    driver = _driver()
+    device, total = ctypes.c_int(0), ctypes.c_size_t(0)
+    if driver is None or driver.cuDeviceGet(ctypes.byref(device), gpu) != 0 or \
+            driver.cuDeviceTotalMem_v2(ctypes.byref(total), device) != 0:
+        raise GpuSelectionError(f"the NVIDIA driver shows no GPU {gpu}")
+    return total.value >> 20
+
+
+def cuda_device_count() -> int:
+    """The GPUs the NVIDIA driver shows this process (0 when it shows none).
+
+    Raises:
+        GpuSelectionError: no NVIDIA driver here (``libcuda.so.1`` cannot be loaded) or it fails to start.
+    """
+    driver = _driver()
+    if driver is None:
+        return 0
     count = ctypes.c_int(0)
     status = driver.cuDeviceGetCount(ctypes.byref(count))
     if status != 0:
