@@ -213,9 +213,10 @@ def test_batched_scoring_equals_one_forward_per_video(tiny_data_root, load_net, 
 
 def test_a_gpu_test_asks_for_a_larger_cudnn_workspace_unless_set(monkeypatch):
     from mfuse.evaluation import testing
+    from mfuse.training import devices
 
     monkeypatch.delenv("MFUSE_CUDNN_WORKSPACE_MB", raising=False)
-    monkeypatch.setattr(testing, "cuda_device_memory_mib", lambda gpu: {0: 81559, 1: 16000}[gpu])
+    monkeypatch.setattr(devices, "cuda_device_memory_mib", lambda gpu: {0: 81559, 1: 16000}[gpu])
     testing.use_test_workspace(1)
     assert os.environ["MFUSE_CUDNN_WORKSPACE_MB"] == "4000"     # a quarter of a 16 GB card
     monkeypatch.delenv("MFUSE_CUDNN_WORKSPACE_MB")

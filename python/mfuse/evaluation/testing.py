@@ -33,7 +33,6 @@ from mfuse.evaluation.scores import ScoreSet, save_scores
 from mfuse.processes import ParallelProducer, default_workers
 from mfuse.sampling import InputGeometry, ProtocolCrops, input_threads, normalize, to_net_inputs
 from mfuse.stores.format import rgb_frame_count
-from mfuse.training.devices import cuda_device_memory_mib
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,9 @@ def use_test_workspace(gpu: int) -> None:
     """Sets this process's cuDNN workspace cap (``MFUSE_CUDNN_WORKSPACE_MB``) to :data:`TEST_WORKSPACE_MIB`, at most
     a quarter of GPU ``gpu``'s memory, unless the variable is set already."""
     if CUDNN_WORKSPACE_ENV not in os.environ:
-        os.environ[CUDNN_WORKSPACE_ENV] = str(min(TEST_WORKSPACE_MIB, cuda_device_memory_mib(gpu) // 4))
+        from mfuse.training import devices  # imported here: mfuse.training's package imports pycaffe
+
+        os.environ[CUDNN_WORKSPACE_ENV] = str(min(TEST_WORKSPACE_MIB, devices.cuda_device_memory_mib(gpu) // 4))
 
 
 def load_test_net(deploy: str | Path, weights: str | Path | None = None, gpu: int | None = None):
