@@ -42,6 +42,7 @@ from mfuse.fileio import write_atomic
 from mfuse.reports.train_log import read_train_log
 from mfuse.training import run_training
 from mfuse.training.solver import VIDEO_DATA_MODULE, in_phase, load_solver, train_data_layers
+from net_variants import constant_fillers  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NET = "prototxt/tiny/mfuse_conv5"
@@ -113,19 +114,6 @@ def train_only(net: caffe_pb2.NetParameter, source: Path, seed: int | None = Non
     for layer in out.layer:
         layer.ClearField("include")
     return out
-
-
-def constant_fillers(message) -> None:
-    """Every FillerParameter inside ``message`` becomes constant 0 (in place)."""
-    for field, value in message.ListFields():
-        if field.message_type is None:
-            continue
-        for item in (value if field.is_repeated else [value]):
-            if isinstance(item, caffe_pb2.FillerParameter):
-                item.Clear()
-                item.type = "constant"
-            else:
-                constant_fillers(item)
 
 
 def dummy_inputs(net: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
@@ -223,7 +211,7 @@ def agreement(args) -> dict:
 def scaling_run(args, name: str, dummy: bool, count: int) -> dict:
     base = ROOT / args.nets / f"{name}_solver.prototxt"
     net = train_only(load_net(ROOT / args.nets / f"{name}_train_val.prototxt"), args.data.resolve())
-    constant_fillers(net)
+    constant_fillers(net, caffe_pb2)
     if dummy:
         net = dummy_inputs(net)
     tag = f"{name}_{'dummy' if dummy else 'data'}_{count}gpu"

@@ -152,3 +152,22 @@ def test_gpus_take_train_pys_comma_form_and_space_separated_ids(tmp_path):
             assert "train.gpus: [0, 1] asked for" in done.stderr, done.stderr[-800:]
     done = run_cli(experiment, "--dry-run", "--gpus", "0,x")
     assert done.returncode == 2 and "'0,x' is not a GPU id or a comma-separated list of them" in done.stderr
+
+
+def test_the_recipe_runs_prepared_data_without_pyav():
+    # A GPU machine without PyAV trains and tests on data prepared elsewhere: only decoding imports it.
+    script = ("import sys\n"
+              "class NoAv:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'av':\n"
+              "            raise ImportError('no PyAV here')\n"
+              "sys.meta_path.insert(0, NoAv())\n"
+              "import mfuse.recipe.run, mfuse.prep.pipeline, mfuse.evaluation, mfuse.training\n"
+              "from mfuse.prep.frames import count_frames\n"
+              "try:\n"
+              "    count_frames('x.avi')\n"
+              "except ImportError as error:\n"
+              "    print('decoding:', error)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "decoding: no PyAV here"

@@ -46,6 +46,14 @@ class FakeDriver:
         pointer._obj.value = self.count
         return self.count_status
 
+    def cuDeviceGet(self, pointer, ordinal):
+        pointer._obj.value = ordinal
+        return 0 if ordinal < self.count else 101  # CUDA_ERROR_INVALID_DEVICE
+
+    def cuDeviceTotalMem_v2(self, pointer, device):
+        pointer._obj.value = (81559 << 20) + 12345
+        return 0
+
 
 @pytest.mark.parametrize("driver, expected", [(FakeDriver(), 3), (FakeDriver(init=100), 0)])
 def test_cuda_device_count_asks_the_driver(monkeypatch, driver, expected):
@@ -61,20 +69,17 @@ def test_cuda_device_count_names_driver_failures(monkeypatch, driver, message):
         cuda_device_count()
 
 
-def test_no_driver_is_one_clear_error(monkeypatch):
+@pytest.mark.parametrize("ask", [cuda_device_count, lambda: devices.cuda_device_memory_mib(0)])
+def test_no_driver_is_one_clear_error(monkeypatch, ask):
     def missing(name):
         raise OSError(f"{name}: cannot open shared object file")
     monkeypatch.setattr(devices.ctypes, "CDLL", missing)
     with pytest.raises(GpuSelectionError, match="no NVIDIA driver on this machine"):
-        cuda_device_count()
+        ask()
 
 
-def test_device_memory_without_a_driver_or_device_is_one_clear_error(monkeypatch):
-    from mfuse.training import devices
-
-    def no_driver(name):
-        raise OSError(f"{name}: cannot open shared object file")
-
-    monkeypatch.setattr(devices.ctypes, "CDLL", no_driver)
-    with pytest.raises(GpuSelectionError, match="no NVIDIA driver on this machine"):
-        devices.cuda_device_memory_mib(0)
+def test_device_memory_comes_from_the_driver_in_mib(monkeypatch):
+    monkeypatch.setattr(devices.ctypes, "CDLL", lambda name: FakeDriver(count=2))
+    assert devices.cuda_device_memory_mib(1) == 81559
+    with pytest.raises(GpuSelectionError, match="the NVIDIA driver shows no GPU 2"):
+        devices.cuda_device_memory_mib(2)

@@ -2,7 +2,6 @@
 # On the GPU machine, from the checkout's root: the recipe of runs/gpu-recipe/exp.toml on GPU 0, then on GPUs 0,1.
 export MFUSE_REPO="$PWD"
 source .carry/device/env.sh || exit 1
-export PYTHONPATH="$PYTHONPATH:$PWD/benchmarks/gpu_recipe/stub"
 python3 -c "import av, matplotlib, tqdm, cv2, lmdb, caffe; print('imports ok', caffe.__file__)" || {
   python3 -m pip list 2>/dev/null | grep -i -E "^(av|matplotlib|tqdm|opencv|pillow|numpy) "; exit 3; }
 nvidia-smi -L

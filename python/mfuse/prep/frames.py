@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -112,6 +111,8 @@ def iter_frames(video_path: Path, short_side: int | None = 256, fixed_size: tupl
     Frames are resized by FFmpeg's swscale (bicubic, as the ``ffmpeg`` command line) to
     :func:`output_size`. Raises :class:`VideoError` for files that cannot be opened or decoded.
     """
+    import av  # PyAV only where videos are decoded: prepared data trains and tests without it
+
     try:
         container = av.open(os.fspath(video_path))
     except (av.FFmpegError, OSError) as error:
@@ -130,6 +131,8 @@ def iter_frames(video_path: Path, short_side: int | None = 256, fixed_size: tupl
 
 def header_frame_count(video_path: Path) -> int | None:
     """The frame count the container's header states for its first video stream (None when it states none)."""
+    import av  # PyAV only where videos are decoded: prepared data trains and tests without it
+
     try:
         with av.open(os.fspath(video_path)) as container:
             frames = container.streams.video[0].frames if container.streams.video else 0
@@ -140,6 +143,8 @@ def header_frame_count(video_path: Path) -> int | None:
 
 def count_frames(video_path: Path) -> int:
     """Number of frames the decoder produces for ``video_path`` (decodes the whole video)."""
+    import av  # PyAV only where videos are decoded: prepared data trains and tests without it
+
     with av.open(os.fspath(video_path)) as container:
         return sum(1 for _ in container.decode(video=0))
 

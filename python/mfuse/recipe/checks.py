@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import av
 
 from mfuse.conventions import FUSION_KINDS, NET_NAMES, SPLITS
 from mfuse.datasets import SplitError, VideoRecord
@@ -76,6 +75,8 @@ def synthetic_lists(exp: Experiment) -> DatasetLists:
 def video_header(path: Path) -> tuple[int, tuple[int, int]]:
     """``(frames, (width, height))`` of a video from its header (frames from duration x rate when the header has
     no count, by decoding when it has neither); ValueError if it does not open or has no video stream."""
+    import av  # PyAV only where videos are decoded: prepared data trains and tests without it
+
     try:
         with av.open(os.fspath(path)) as container:
             if not container.streams.video:
