@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU machine, from the checkout's root: the recipe of runs/gpu-recipe/exp.toml on GPU 0, then on GPUs 0,1.
+# On the GPU machine, from the checkout's root: the recipe of runs/gpu-recipe/exp.toml on GPU 0, then (2 GPUs or
+# more) on GPUs 0,1.
 export MFUSE_REPO="$PWD"
 source .carry/device/env.sh || exit 1
-python3 -c "import av, matplotlib, tqdm, cv2, lmdb, caffe; print('imports ok', caffe.__file__)" || {
-  python3 -m pip list 2>/dev/null | grep -i -E "^(av|matplotlib|tqdm|opencv|pillow|numpy) "; exit 3; }
+python3 -c "import matplotlib, tqdm, cv2, lmdb, caffe; print('imports ok', caffe.__file__)" || exit 3
 nvidia-smi -L
-for gpus in 0 0,1; do
+runs="0"
+[ "$(nvidia-smi -L | grep -c '^GPU ')" -ge 2 ] && runs="0 0,1"
+for gpus in $runs; do
   tag="gpus${gpus/,/-}"
   echo "=== reproduce.py --gpus $gpus"
   start=$(date +%s)
