@@ -72,7 +72,7 @@ if solver.param.layer_wise_reduce:
 solver.step(5)
 print(f"5 steps, loss {float(solver.net.blobs['loss'].data):.4f}, NCCL_NVLS_ENABLE={__import__('os').environ.get('NCCL_NVLS_ENABLE')}")
 EOF
-caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' | grep -E "Device id|Major|Minor|Name|Total global" \
+GLOG_minloglevel=0 caffe device_query -gpu 0 2>&1 | sed 's/^.*\] //' | grep -E "Device id|Major|Minor|Name|Total global" \
   || fail "caffe device_query"
 
 echo "=== GPU pytests of mfuse's layers"
@@ -82,7 +82,7 @@ tail -15 "$work/pytest.log"
 grep -q "skipped" "$work/pytest.log" && fail "GPU tests were skipped"
 
 echo "=== caffe train -gpu 0: tiny spatial net, Python data layer (20 iterations)"
-"$py" tools/make_nets.py --out "$work/nets" --backbone tiny --dataset synthetic --source "$MFUSE_BUNDLE/data" \
+"$py" tools/make_nets.py --out "$work/nets" --backbone tiny --num-classes 8 --source "$MFUSE_BUNDLE/data" \
   --runs-dir "$work/runs" >/dev/null || fail "make_nets.py"
 mkdir -p "$work/runs/spatial"
 sed -i -e 's/^max_iter: .*/max_iter: 20/' -e 's/^test_interval: .*/test_interval: 10/' -e 's/^test_iter: .*/test_iter: 2/' \
@@ -110,7 +110,7 @@ net = caffe.Net(str(work / "nets/spatial_deploy.prototxt"), str(work / "runs/spa
                 caffe.TEST)
 stores = {"rgb": open_frame_store(data, 1, "test", "rgb")}
 meta = {"dataset": "synthetic", "split": 1, "subset": "test", "net": "spatial"}
-scores = evaluate_net(net, stores, work / "scores.npz", meta, Protocol(frames=25, crop_mode="ten", crop_size=48),
+scores = evaluate_net(net, stores, work / "scores.npz", meta, Protocol(frames=25, crop_mode="ten"),
                       workers=2, progress=False)
 result = evaluate(scores)
 print(f"{len(stores['rgb'].index.videos)} test videos, top-1 accuracy {result.accuracy:.3f} (20 iterations: any value)")
