@@ -6,6 +6,7 @@ import os
 import pytest
 
 from mfuse.recipe.mechanism import final_losses, gate_measurement, stage_seconds
+from mfuse.recipe.provenance import RECORD_VERSION
 
 LOG = "".join(f"I1123 09:12:{10 + i:02d}.700000 41811 solver.cpp:239] Iteration {20 * i} (2.7 iter/s, 7.4s/20 "
               f"iters), loss = {value}\n" for i, value in enumerate([2.0, 1.5, 1.0, 0.8, 0.6, 0.4, 0.2]))
@@ -28,7 +29,7 @@ def test_stage_seconds_in_the_order_the_stages_finished(tmp_path):
     for i, (stage, seconds) in enumerate([("data", 5.0), ("split1/seed1/spatial", 2.5), ("pretrain", 1.0)]):
         path = tmp_path / f"{stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"stage": stage, "seconds": seconds}))
+        path.write_text(json.dumps({"version": RECORD_VERSION, "stage": stage, "seconds": seconds}))
         os.utime(path, ns=(10**18 + i, 10**18 + i))
     (tmp_path / "hashes.json").write_text(json.dumps({"x": [1, 2, 3]}))
     (tmp_path / "broken.json").write_text("{")

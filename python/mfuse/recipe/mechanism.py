@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from mfuse.evaluation.mechanism import gate_contrast
 from mfuse.nets.backbones import get_backbone
+from mfuse.recipe.provenance import Provenance
 from mfuse.reports.train_log import read_train_log
 from mfuse.stores.reader import open_frame_store
 
@@ -60,12 +60,4 @@ def gate_measurement(dataset_root: Path, data_root: Path, split: int, storage: s
 
 def stage_seconds(provenance_root: Path) -> dict[str, float]:
     """``{stage: seconds}`` of every stage recorded under ``provenance_root``, in the order they finished."""
-    records = []
-    for path in Path(provenance_root).rglob("*.json"):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "stage" in record and "seconds" in record:
-            records.append((path.stat().st_mtime_ns, record["stage"], float(record["seconds"])))
-    return {stage: seconds for _, stage, seconds in sorted(records)}
+    return {record["stage"]: float(record.get("seconds", 0.0)) for record in Provenance(provenance_root).records()}

@@ -132,6 +132,20 @@ class Provenance:
             return None
         return record if record.get("version") == RECORD_VERSION else None
 
+    def records(self) -> list[dict]:
+        """Every readable record under the root, in the order the stages finished (the files' modification times)."""
+        paths = sorted((p for p in self.root.rglob("*.json") if p != self.fingerprints.cache_path),
+                       key=lambda p: p.stat().st_mtime_ns)
+        found = []
+        for path in paths:
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("version") == RECORD_VERSION and "stage" in record:
+                found.append(record)
+        return found
+
     def why_invalid(self, stage: str, settings: Mapping, inputs: Iterable[Path], outputs: Iterable[Path]
                     ) -> str | None:
         """None when the stage's record holds (same settings, inputs and outputs as recorded); else the reason."""
